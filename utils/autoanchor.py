@@ -1,0 +1,139 @@
+"""AutoAnchor: measure how well a model's anchors fit a dataset's boxes, and evolve better ones when they do not."""
+
+import random
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from utils.label_cache import TQDM_BAR_FORMAT
+from utils.log import LOGGER, colorstr
+
+PREFIX = colorstr("AutoAnchor: ")
+
+
+def check_anchor_order(m):
+    """Flip Detect module m's anchors in place if their size order disagrees with its stride order."""
+    area = m.anchors.prod(-1).mean(-1).view(-1)  # mean anchor area per output layer
+    da, ds = area[-1] - area[0], m.stride[-1] - m.stride[0]
+    if da and (da.sign() != ds.sign()):
+        LOGGER.info(f"{PREFIX}Reversing anchor order")
+        m.anchors[:] = m.anchors.flip(0)
+
+
+def _ratio_metric(wh, anchors):
+    """Per box and anchor, the worse of the w and h ratios (<= 1): wh (n, 2), anchors (k, 2) -> (n, k), best (n,)."""
+    r = wh[:, None] / anchors[None]
+    x = torch.min(r, 1 / r).min(2)[0]
+    return x, x.max(1)[0]
+
+
+def dataset_box_sizes(dataset, img_size, scale=None):
+    """Label widths/heights in pixels for images resized so their long side is img_size -> (n, 2) numpy."""
+    shapes = img_size * dataset.shapes / dataset.shapes.max(1, keepdims=True)
+    if scale is not None:
+        shapes = shapes * scale
+    boxes = [lb[:, 3:5] * s for s, lb in zip(shapes, dataset.labels)]
+    return np.concatenate(boxes) if boxes else np.zeros((0, 2))
+
+
+def check_anchors(dataset, model, thr=4.0, imgsz=640):
+    """Log anchors/target and best possible recall (BPR); below 0.98, replace the anchors with k-means evolved ones
+    if those recall more. Anchors are updated in place on the model's Detect layer (in stride units)."""
+    m = model.module.model[-1] if hasattr(model, "module") else model.model[-1]  # Detect
+    scale = np.random.uniform(0.9, 1.1, size=(dataset.shapes.shape[0], 1))  # augment the sizes by +/-10%
+    wh = torch.tensor(dataset_box_sizes(dataset, imgsz, scale)).float()
+
+    def metric(anchors):
+        x, best = _ratio_metric(wh, anchors)
+        anchors_per_target = (x > 1 / thr).float().sum(1).mean()
+        bpr = (best > 1 / thr).float().mean()
+        return bpr, anchors_per_target
+
+    stride = m.stride.to(m.anchors.device).view(-1, 1, 1)  # (nl, 1, 1)
+    anchors = m.anchors.clone() * stride  # (nl, na, 2) in pixels
+    bpr, aat = metric(anchors.cpu().view(-1, 2))
+    s = f"\n{PREFIX}{aat:.2f} anchors/target, {bpr:.3f} Best Possible Recall (BPR). "
+    if bpr > 0.98:
+        LOGGER.info(f"{s}Current anchors are a good fit to dataset ✅")
+        return
+    LOGGER.info(f"{s}Anchors are a poor fit to dataset ⚠️, attempting to improve...")
+    num_anchors = m.anchors.numel() // 2
+    new = kmean_anchors(dataset, n=num_anchors, img_size=imgsz, thr=thr, gen=1000, verbose=False)
+    new_bpr = metric(torch.tensor(new))[0]
+    if new_bpr > bpr:
+        new = torch.tensor(new, device=m.anchors.device).type_as(m.anchors)
+        m.anchors[:] = new.clone().view_as(m.anchors)
+        check_anchor_order(m)
+        m.anchors /= stride
+        LOGGER.info(f"{PREFIX}Done ✅ (optional: update model *.yaml to use these anchors in the future)")
+    else:
+        LOGGER.info(f"{PREFIX}Done ⚠️ (original anchors better than new anchors, proceeding with original anchors)")
+
+
+def kmean_anchors(dataset="./data/coco128.yaml", n=9, img_size=640, thr=4.0, gen=1000, verbose=True):
+    """Anchors (n, 2) in pixels, sorted by area: k-means on the label sizes, then `gen` generations of mutation
+    keeping whatever raises the fitness (mean best ratio over boxes whose best ratio passes 1/thr).
+
+    dataset: a LoadImagesAndLabels, or a dataset YAML whose train split is loaded.
+    """
+    from scipy.cluster.vq import kmeans
+
+    thr = 1 / thr
+
+    def fitness(k):
+        _, best = _ratio_metric(wh, torch.tensor(k, dtype=torch.float32))
+        return (best * (best > thr).float()).mean()
+
+    def report(k, verbose=True):
+        k = k[np.argsort(k.prod(1))]
+        x, best = _ratio_metric(wh0, torch.tensor(k, dtype=torch.float32))
+        bpr, aat = (best > thr).float().mean(), (x > thr).float().mean() * n
+        s = (f"{PREFIX}thr={thr:.2f}: {bpr:.4f} best possible recall, {aat:.2f} anchors past thr\n"
+             f"{PREFIX}n={n}, img_size={img_size}, metric_all={x.mean():.3f}/{best.mean():.3f}-mean/best, "
+             f"past_thr={x[x > thr].mean():.3f}-mean: ")
+        s += ", ".join(f"{round(a)},{round(b)}" for a, b in k)
+        if verbose:
+            LOGGER.info(s)
+        return k
+
+    if isinstance(dataset, str):
+        from utils.dataloaders import LoadImagesAndLabels
+        from utils.dataset_config import check_dataset
+
+        dataset = LoadImagesAndLabels(check_dataset(dataset)["train"], rect=True)
+    wh0 = dataset_box_sizes(dataset, img_size)
+    tiny = int((wh0 < 3.0).any(1).sum())
+    if tiny:
+        LOGGER.info(f"{PREFIX}WARNING ⚠️ Extremely small objects found: {tiny} of {len(wh0)} labels are <3 pixels")
+    wh = wh0[(wh0 >= 2.0).any(1)].astype(np.float32)  # k-means on boxes of at least 2 pixels
+    try:
+        LOGGER.info(f"{PREFIX}Running kmeans for {n} anchors on {len(wh)} points...")
+        if n > len(wh):
+            raise ValueError(f"{len(wh)} boxes for {n} anchors")
+        spread = wh.std(0)
+        k = kmeans(wh / spread, n, iter=30)[0] * spread  # whitened k-means
+        if len(k) != n:
+            raise ValueError(f"k-means returned {len(k)} of {n} centres")
+    except ValueError as e:
+        LOGGER.warning(f"{PREFIX}WARNING ⚠️ switching strategies from kmeans to random init ({e})")
+        k = np.sort(np.random.rand(n * 2)).reshape(n, 2) * img_size
+    wh, wh0 = (torch.tensor(x, dtype=torch.float32) for x in (wh, wh0))
+    k = report(k, verbose=False)
+
+    # genetic refinement: multiplicative mutations of ~10% on ~90% of the values, kept when fitness improves
+    best_fitness, shape, mutation_prob, sigma = fitness(k), k.shape, 0.9, 0.1
+    bar = tqdm(range(gen), bar_format=TQDM_BAR_FORMAT)
+    for _ in bar:
+        v = np.ones(shape)
+        while (v == 1).all():  # mutate until something changes
+            v = ((np.random.random(shape) < mutation_prob) * random.random() * np.random.randn(*shape) * sigma + 1)
+            v = v.clip(0.3, 3.0)
+        candidate = (k.copy() * v).clip(min=2.0)
+        f = fitness(candidate)
+        if f > best_fitness:
+            best_fitness, k = f, candidate.copy()
+            bar.desc = f"{PREFIX}Evolving anchors with Genetic Algorithm: fitness = {best_fitness:.4f}"
+            if verbose:
+                report(k, verbose)
+    return report(k).astype(np.float32)

@@ -1,0 +1,70 @@
+"""evolve.png: one panel per hyp, fitness against the hyp's value, points coloured by density, the best marked."""
+
+import contextlib
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from utils.evolve.meta import METRIC_KEYS, fitness
+from utils.evolve.store import EvolveStore
+from utils.log import LOGGER
+
+
+def _edges(values, bins):
+    low, high = float(values.min()), float(values.max())
+    return np.linspace(low, high if high > low else low + 1.0, bins)  # a constant column (frozen hyp) is one cell
+
+
+def density(x, y, bins=20):
+    """log(1 + count) of the 2-D histogram cell each point (x, y) falls in: the colour of each dot."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    x_edges, y_edges = _edges(x, bins), _edges(y, bins)
+    counts = np.histogram2d(x, y, (x_edges, y_edges))[0]
+    ix = np.clip(np.digitize(x, x_edges) - 1, 0, counts.shape[0] - 1)
+    iy = np.clip(np.digitize(y, y_edges) - 1, 0, counts.shape[1] - 1)
+    return np.log1p(counts[ix, iy])
+
+
+def plot_evolve(evolve_csv, columns=5):
+    """Draw evolve.png beside `evolve_csv` (replaced atomically) and log the best row's hyps; returns its path."""
+    from matplotlib.figure import Figure  # no pyplot: the process's backend and open figures stay untouched
+
+    evolve_csv = Path(evolve_csv)
+    keys, values = EvolveStore(evolve_csv.parent).read()
+    if not len(values):
+        raise ValueError(f"{evolve_csv} has no rows to plot")
+    metric_count = len(METRIC_KEYS)
+    scores = fitness(values[:, :metric_count])
+    best = int(np.argmax(scores))
+    hyp_keys = keys[metric_count:]
+    rows = max(1, math.ceil(len(hyp_keys) / columns))
+    fig = Figure(figsize=(2 * columns, 2 * rows), tight_layout=True)
+    axes = fig.subplots(rows, columns, squeeze=False)
+    LOGGER.info(f"Best results from row {best} of {evolve_csv}:")
+    for i, ax in enumerate(axes.ravel()):
+        if i >= len(hyp_keys):
+            ax.axis("off")
+            continue
+        key, column = hyp_keys[i], values[:, metric_count + i]
+        ax.scatter(column, scores, c=density(column, scores), cmap="viridis", alpha=0.8, edgecolors="none", s=12)
+        ax.plot(column[best], scores[best], "k+", markersize=15)
+        ax.set_title(f"{key} = {column[best]:.3g}", fontsize=9)
+        ax.tick_params(labelsize=7)
+        if i % columns:
+            ax.set_yticklabels([])
+        LOGGER.info(f"{key:>15}: {column[best]:.3g}")
+    out = evolve_csv.with_suffix(".png")
+    fd, tmp = tempfile.mkstemp(prefix=".evolve.", suffix=".png", dir=out.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=200)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    LOGGER.info(f"Saved {out}")
+    return out

@@ -1,0 +1,96 @@
+"""--ray: train candidates as Ray tasks, one per GPU (one per CPU when the cluster has no GPU), the driver records.
+
+Only the driver reads and writes the evolve folder, in the same formats and under the same lock as local runs, so
+Ray and plain processes can even share one evolution. Ray is optional: pip install "ray[default]".
+"""
+
+import os
+import time
+
+from utils.evolve.runner import STOP, WAIT, release_memory
+from utils.files import ROOT
+from utils.log import LOGGER, colorstr
+
+PREFIX = colorstr("evolve: ")
+
+
+def import_ray():
+    """The ray module, or an ImportError that says how to install it."""
+    try:
+        import ray
+    except ImportError as e:
+        raise ImportError('--ray needs the optional package Ray: pip install "ray[default]" '
+                          "(or evolve without --ray, one process per GPU as in the README)") from e
+    return ray
+
+
+def _train_task(train_fn, hyp, opt):
+    """Runs on a Ray worker: train on the GPU Ray assigned (it sets CUDA_VISIBLE_DEVICES) or on CPU."""
+    import ray
+    import torch
+
+    on_gpu = bool(ray.get_gpu_ids()) and torch.cuda.is_available()
+    opt.device = "0" if on_gpu else "cpu"
+    results = train_fn(hyp, opt, torch.device("cuda:0" if on_gpu else "cpu"))
+    return tuple(float(x) for x in tuple(results)[:7])
+
+
+def task_options(resources):
+    """(Ray task options, how many tasks fit at once) for a cluster's resources: 1 GPU per task, else 1 CPU."""
+    gpus = int(resources.get("GPU", 0))
+    if gpus:
+        return {"num_gpus": 1, "max_retries": 0}, gpus
+    return {"num_cpus": 1, "max_retries": 0}, max(1, int(resources.get("CPU", 1)))
+
+
+def run_on_ray(evolution, device=None, train_fn=None, address=None, num_cpus=None, poll_s=5.0):
+    """Keep the cluster busy with candidates until the folder holds its target rows; returns rows recorded here.
+
+    `address` joins an existing cluster (--ray-address); without it a local Ray is started (num_cpus of this machine
+    unless given) and shut down at the end. `device` (the driver's) is not used: each task trains on what Ray gave it.
+    """
+    ray = import_ray()
+    started_here = not ray.is_initialized()
+    if started_here:
+        python_path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+        ray.init(address=address or None, num_cpus=None if address else num_cpus, log_to_driver=True,
+                 runtime_env={"env_vars": {"PYTHONPATH": python_path}})
+    options, capacity = task_options(ray.cluster_resources())
+    LOGGER.info(f"{PREFIX}Ray cluster: up to {capacity} candidates at once ({options})")
+    remote_train = ray.remote(_train_task).options(**options)
+    train_ref = ray.put(train_fn)
+    in_flight = {}  # ObjectRef -> (hyp, claim id)
+    recorded = 0
+    try:
+        with evolution.progress():
+            while True:
+                step = None
+                while len(in_flight) < capacity:
+                    step = evolution.next_candidate()
+                    if step in (STOP, WAIT):
+                        break
+                    hyp, claim_id = step
+                    in_flight[remote_train.remote(train_ref, dict(hyp), evolution.candidate_opt())] = (hyp, claim_id)
+                if not in_flight:
+                    if step == STOP:
+                        break
+                    time.sleep(poll_s)  # the method waits for candidates that other processes are training
+                    continue
+                done, _ = ray.wait(list(in_flight), num_returns=1)
+                for ref in done:
+                    hyp, claim_id = in_flight.pop(ref)
+                    try:
+                        results = ray.get(ref)
+                    except BaseException:
+                        evolution.store.release(claim_id)
+                        raise
+                    evolution.record(hyp, results, claim_id)
+                    recorded += 1
+                release_memory()
+    finally:
+        for ref, (_, claim_id) in in_flight.items():
+            ray.cancel(ref, force=True)
+            evolution.store.release(claim_id)
+        if started_here:
+            ray.shutdown()
+    return recorded

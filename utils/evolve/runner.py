@@ -1,0 +1,220 @@
+"""The --evolve loop: propose hyps, train them, record the row; many processes (or Ray workers) share one folder.
+
+Every process started with the same --project/--name evolves in runs/evolve/<name> (never incremented). N counts the
+rows of that folder's evolve.csv: a process starts no new generation once rows plus candidates in flight reach N, so
+rerunning the command after a crash continues to N, and 4 processes on 4 GPUs finish N generations about 4x sooner.
+"""
+
+import contextlib
+import copy
+import ctypes
+import gc
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from utils.evolve.meta import METRIC_KEYS, evolution_space, fitness, unknown_keys
+from utils.evolve.methods import get_method
+from utils.evolve.store import EvolveStore, summary_text
+from utils.files import ROOT
+from utils.log import LOGGER, colorstr
+
+STOP, WAIT = "stop", "wait"
+PREFIX = colorstr("evolve: ")
+
+
+def evolve_folder(opt):
+    """runs/evolve/<name> (or <project>/<name>): shared by every process started alike, so never incremented."""
+    project = Path(getattr(opt, "project", None) or ROOT / "runs/evolve")
+    if project.resolve() in ((ROOT / "runs/train").resolve(), Path("runs/train").resolve()):
+        project = ROOT / "runs/evolve"
+    return project / (getattr(opt, "name", None) or "exp")
+
+
+def load_hyp(hyp):
+    """The hyp dict from a dict or a YAML path (relative paths are also tried from the project root)."""
+    if isinstance(hyp, dict):
+        return dict(hyp)
+    path = Path(hyp or ROOT / "data/hyps/hyp.scratch-low.yaml")
+    if not path.exists() and (ROOT / path).exists():
+        path = ROOT / path
+    if not path.exists():
+        raise FileNotFoundError(f"hyp file {path} not found: pass --hyp with an existing YAML such as "
+                                "data/hyps/hyp.scratch-low.yaml")
+    loaded = yaml.safe_load(path.read_text())
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{path} is not a hyp YAML (a mapping of hyp names to numbers)")
+    return loaded
+
+
+def seed_entropy(opt):
+    """The GA's seed: --seed when given (reproducible single-process runs), else fresh OS entropy per process."""
+    seed = getattr(opt, "seed", None)
+    return int(seed) if seed is not None else np.random.SeedSequence().entropy
+
+
+def release_memory():
+    """Give back what a finished training held: Python garbage, cached CUDA blocks, freed heap pages (glibc)."""
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def log_hparams(folder, index, hyp, results):
+    """One TensorBoard HParams run per generation under <folder>/hparams, for the table and parallel coordinates."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard.summary import hparams
+    except ImportError as e:
+        LOGGER.warning(f"{PREFIX}TensorBoard HParams not logged ({e}); pip install tensorboard")
+        return
+    metrics = {"fitness": float(fitness(results[:4]))} | {k: float(v) for k, v in zip(METRIC_KEYS, results)}
+    writer = SummaryWriter(log_dir=str(Path(folder) / "hparams" / f"gen_{index:05d}"))
+    try:
+        experiment, start, end = hparams(dict(hyp), metrics)
+        for summary in (experiment, start, end):
+            writer.file_writer.add_summary(summary)
+        for key, value in metrics.items():
+            writer.add_scalar(key, value)
+    finally:
+        writer.close()
+
+
+class Evolution:
+    """One process's view of a shared evolution: set-up, the next candidate, recording a result, the wrap-up."""
+
+    def __init__(self, opt):
+        if int(os.getenv("WORLD_SIZE", 1)) > 1 or getattr(opt, "local_rank", -1) not in (-1, None):
+            raise ValueError("--evolve does not run under DDP (torchrun): start one process per GPU with --device i "
+                             "(see the README), or use --ray")
+        generations = getattr(opt, "evolve", None)
+        if not isinstance(generations, int) or generations < 1:
+            raise ValueError(f"--evolve takes a positive number of generations, got {generations!r}")
+        self.opt = opt
+        self.folder = evolve_folder(opt)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        opt.noval, opt.nosave, opt.save_dir = True, True, str(self.folder)  # validate and save only the final epoch
+
+        raw_hyp = load_hyp(getattr(opt, "hyp", None))
+        try:
+            self.hyp, self.meta = evolution_space(raw_hyp, bool(getattr(opt, "noautoanchor", False)))
+        except ValueError as e:
+            raise ValueError(f"--hyp {getattr(opt, 'hyp', None)}: {e}") from e
+        if unknown_keys(self.hyp):
+            LOGGER.warning(f"{PREFIX}hyps not in the meta table stay fixed: {', '.join(unknown_keys(self.hyp))}")
+        self.keys = tuple(self.hyp)
+        self.store = EvolveStore(self.folder)
+        method_name = getattr(opt, "evolve_method", None) or "mutation"
+        with self.store.locked():
+            self.store.check_keys(self.keys)
+            self.method = get_method(method_name)(self.hyp, self.meta, self.folder, opt)
+            self.target = self.method.target_rows(generations)
+        if method_name == "population":
+            LOGGER.info(f"{PREFIX}population method: {generations} generations x {self.target // generations} "
+                        f"individuals = {self.target} trainings")
+        self.entropy = seed_entropy(opt)
+        self.worker_dir = self.folder / "candidates" / f"{socket.gethostname()}-{os.getpid()}"
+        self.trained = 0  # generations this process recorded
+        self.bar = None
+
+    def rows(self):
+        return self.store.row_count()
+
+    def next_candidate(self):
+        """STOP when rows + in-flight reach the target, WAIT when the method must wait for others, else (hyp, claim)."""
+        with self.store.locked():
+            history = self.store.history(self.keys)
+            slot = len(history) + len(history.claims)
+            if slot >= self.target:
+                return STOP
+            # one stream per candidate slot: independent of train()'s global reseeding, distinct across processes
+            rng = np.random.default_rng(np.random.SeedSequence(self.entropy, spawn_key=(slot,)))
+            hyp = self.method.propose(history, rng)
+            if hyp is None:
+                return WAIT
+            return hyp, self.store.claim(hyp)
+
+    def candidate_opt(self):
+        """opt for one training: its outputs go to this process's own scratch folder, not the shared one."""
+        opt = copy.deepcopy(self.opt)
+        opt.save_dir = str(self.worker_dir)
+        return opt
+
+    def record(self, hyp, results, claim_id):
+        """Append the row, log it (text and TensorBoard); returns the row's index."""
+        results = tuple(float(x) for x in tuple(results)[: len(METRIC_KEYS)])
+        index = self.store.append(results, hyp, claim_id)
+        self.trained += 1
+        LOGGER.info(summary_text(METRIC_KEYS + self.keys, results + tuple(hyp.values()), index + 1, PREFIX) + "\n")
+        log_hparams(self.folder, index, hyp, results)
+        if self.bar is not None:
+            self.bar.n = min(index + 1, self.target)
+            self.bar.refresh()
+        return index
+
+    @contextlib.contextmanager
+    def progress(self):
+        """A tqdm bar over the folder's rows (every process's generations) while the block runs."""
+        from tqdm import tqdm
+
+        try:
+            with tqdm(total=self.target, initial=min(self.rows(), self.target), desc="Evolving", unit="gen",
+                      file=sys.stderr) as self.bar:
+                yield self.bar
+        finally:
+            self.bar = None
+
+    def finish(self):
+        from utils.evolve.plots import plot_evolve
+
+        if self.store.csv.exists() and self.rows():
+            plot_evolve(self.store.csv)
+        LOGGER.info(f"Hyperparameter evolution finished {self.rows()} generations ({self.trained} by this process)\n"
+                    f"Results saved to {colorstr('bold', self.folder)}\n"
+                    f"Usage example: $ python train.py --hyp {self.store.yaml}")
+
+
+def run_local(evolution, device, train_fn, poll_s=5.0):
+    """Train candidates one after another in this process until the folder holds its target rows."""
+    with evolution.progress():
+        while True:
+            step = evolution.next_candidate()
+            if step == STOP:
+                break
+            if step == WAIT:
+                time.sleep(poll_s)
+                continue
+            hyp, claim_id = step
+            try:
+                results = train_fn(dict(hyp), evolution.candidate_opt(), device)
+            except BaseException:
+                evolution.store.release(claim_id)
+                raise
+            evolution.record(hyp, results, claim_id)
+            del results
+            release_memory()
+
+
+def run_evolution(opt, device, train_fn):
+    """Evolve hyps as `--evolve N` asks (method, Ray, shared folder from opt); returns generations this process ran.
+
+    train_fn(hyp, opt, device) -> (P, R, mAP@0.5, mAP@0.5:0.95, val box, obj, cls losses).
+    """
+    evolution = Evolution(opt)
+    if getattr(opt, "ray", False):
+        from utils.evolve.ray_backend import run_on_ray
+
+        run_on_ray(evolution, device, train_fn, address=getattr(opt, "ray_address", None))
+    else:
+        run_local(evolution, device, train_fn)
+    evolution.finish()
+    return evolution.trained

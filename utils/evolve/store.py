@@ -1,0 +1,265 @@
+"""The evolve folder's files, shared by every process: evolve.csv, hyp_evolved.yaml and in-flight claims.
+
+This is the only code that reads or writes them. Writers take an inter-process lock (fcntl.flock on .evolve.lock)
+and replace files atomically, so concurrent processes never lose a row, the header is written once, and any reader
+(pandas, YOLOv5's own tools, a process killed mid-write) sees only whole files with whole rows.
+"""
+
+import contextlib
+import fcntl
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from utils.evolve.meta import METRIC_KEYS, fitness
+from utils.files import atomic_write_text
+from utils.log import LOGGER, colorstr
+
+CSV_NAME = "evolve.csv"
+YAML_NAME = "hyp_evolved.yaml"
+LOCK_NAME = ".evolve.lock"
+CLAIMS_DIR = ".evolve_claims"
+CLAIM_TTL_S = 7 * 24 * 3600  # a claim from another host whose liveness cannot be checked expires after this
+
+
+def write_file(path, text):
+    """Replace `path` atomically with `text`, readable by all like a plainly written file (mkstemp makes it 0600)."""
+    atomic_write_text(path, text)
+    os.chmod(path, 0o644)
+
+
+def csv_header(keys):
+    """evolve.csv's header line as YOLOv5 writes it: each key right-aligned to width 20, comma-separated."""
+    return ("%20s," * len(keys) % tuple(keys)).rstrip(",") + "\n"
+
+
+def csv_row(values):
+    """One evolve.csv row as YOLOv5 writes it: each value as '%20.5g', comma-separated."""
+    return ("%20.5g," * len(values) % tuple(values)).rstrip(",") + "\n"
+
+
+def evolved_yaml_text(keys, values):
+    """hyp_evolved.yaml for the best row of (n, len(keys)) `values`: YOLOv5's comment header, then the hyps."""
+    values = np.asarray(values, dtype=float)
+    best = int(np.argmax(fitness(values[:, : len(METRIC_KEYS)])))
+    metric_count = len(METRIC_KEYS)
+    hyps = {k: float(v) for k, v in zip(keys[metric_count:], values[best, metric_count:])}
+    return (
+        "# YOLOv5 Hyperparameter Evolution Results\n"
+        f"# Best generation: {best}\n"
+        f"# Last generation: {len(values) - 1}\n"
+        "# " + ", ".join(f"{k:>20s}" for k in keys[:metric_count]) + "\n"
+        "# " + ", ".join(f"{v:>20.5g}" for v in values[best, :metric_count]) + "\n\n"
+        + yaml.safe_dump(hyps, sort_keys=False)
+    )
+
+
+def summary_text(keys, values, generations, prefix="evolve: "):
+    """The log line after a generation: how many rows the folder holds, then this generation's keys and values."""
+    return (f"{prefix}{generations} generations finished, current result:\n"
+            + prefix + ", ".join(f"{k:>20s}" for k in keys) + "\n"
+            + prefix + ", ".join(f"{v:20.5g}" for v in values))
+
+
+@dataclass
+class History:
+    """Every whole row of evolve.csv plus the candidates other trainings hold right now: what a method proposes from."""
+
+    hyp_keys: tuple
+    metrics: np.ndarray  # (rows, 7) in METRIC_KEYS order
+    hyps: np.ndarray  # (rows, len(hyp_keys))
+    claims: list = field(default_factory=list)  # hyp dicts in flight, from any process
+
+    def __len__(self):
+        return len(self.metrics)
+
+    @property
+    def fitness(self):
+        return fitness(self.metrics) if len(self) else np.zeros(0)
+
+    def hyp_dict(self, index):
+        return {k: float(v) for k, v in zip(self.hyp_keys, self.hyps[index])}
+
+
+class EvolveStore:
+    """evolve.csv, hyp_evolved.yaml and claims in one folder; methods that write take the inter-process lock."""
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+        self.csv = self.folder / CSV_NAME
+        self.yaml = self.folder / YAML_NAME
+        self.lock_file = self.folder / LOCK_NAME
+        self.claims_dir = self.folder / CLAIMS_DIR
+        self._thread_lock = threading.RLock()
+        self._depth = 0
+        self._lock_fd = None
+
+    @contextlib.contextmanager
+    def locked(self):
+        """Hold the folder's lock (re-entrant within this object; blocks while another process holds it)."""
+        with self._thread_lock:
+            if self._depth == 0:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                except BaseException:
+                    os.close(fd)
+                    raise
+                self._lock_fd = fd
+            self._depth += 1
+            try:
+                yield self
+            finally:
+                self._depth -= 1
+                if self._depth == 0:
+                    fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+                    os.close(self._lock_fd)
+                    self._lock_fd = None
+
+    # evolve.csv -------------------------------------------------------------------------------------------------
+    def _whole_lines(self):
+        """evolve.csv's complete lines (a trailing line without newline, torn by a foreign writer, is left out)."""
+        if not self.csv.exists():
+            return []
+        text = self.csv.read_text()
+        return text.split("\n")[:-1] if text else []
+
+    def read(self):
+        """(keys, values): the header's keys and an (n, len(keys)) float array of the whole rows, or ((), empty)."""
+        lines = self._whole_lines()
+        if not lines:
+            return (), np.zeros((0, 0))
+        keys = tuple(k.strip() for k in lines[0].split(","))
+        rows = []
+        for number, line in enumerate(lines[1:], start=2):
+            fields = line.split(",")
+            try:
+                if len(fields) != len(keys):
+                    raise ValueError(f"{len(fields)} fields, the header has {len(keys)}")
+                rows.append([float(x) for x in fields])
+            except ValueError as e:
+                raise ValueError(f"{self.csv} line {number} is malformed ({e}): fix or delete that line, "
+                                 "or evolve into a new folder with another --name") from e
+        return keys, np.asarray(rows, dtype=float).reshape(len(rows), len(keys))
+
+    def row_count(self):
+        return len(self.read()[1])
+
+    def check_keys(self, hyp_keys):
+        """Refuse a folder whose evolve.csv has other hyp columns than this evolution's (another hyp file, anchors)."""
+        keys, _ = self.read()
+        expected = tuple(METRIC_KEYS) + tuple(hyp_keys)
+        if keys and keys != expected:
+            missing, extra = set(expected) - set(keys), set(keys) - set(expected)
+            raise ValueError(
+                f"{self.csv} has columns that do not match this evolution's hyps (missing {sorted(missing)}, extra "
+                f"{sorted(extra)}, or another order): use the same --hyp and --noautoanchor as the run that started "
+                "it, or evolve into a new folder with another --name")
+
+    def history(self, hyp_keys):
+        """The rows (metrics and hyps in `hyp_keys` order) and the live claims, for a method to propose from."""
+        keys, values = self.read()
+        metric_count = len(METRIC_KEYS)
+        if not keys:
+            return History(tuple(hyp_keys), np.zeros((0, metric_count)), np.zeros((0, len(hyp_keys))), self.claims())
+        self.check_keys(hyp_keys)
+        return History(tuple(hyp_keys), values[:, :metric_count], values[:, metric_count:], self.claims())
+
+    def append(self, results, hyp, claim_id=None):
+        """Add one generation (7 results, hyp dict) to evolve.csv, rewrite hyp_evolved.yaml, drop its claim.
+
+        Returns the new row's 0-based index.
+        """
+        results = tuple(float(x) for x in results)[: len(METRIC_KEYS)]
+        if len(results) != len(METRIC_KEYS):
+            raise ValueError(f"train() must return {len(METRIC_KEYS)} results {METRIC_KEYS}, got {len(results)}")
+        keys = tuple(METRIC_KEYS) + tuple(hyp)
+        with self.locked():
+            lines = self._whole_lines()
+            if lines:
+                self.check_keys(tuple(hyp))
+                text = "\n".join(lines) + "\n"
+            else:
+                text = csv_header(keys)
+            text += csv_row(results + tuple(hyp.values()))
+            write_file(self.csv, text)
+            _, values = self.read()
+            write_file(self.yaml, evolved_yaml_text(keys, values))
+            if claim_id is not None:
+                self.release(claim_id)
+            return len(values) - 1
+
+    # claims -----------------------------------------------------------------------------------------------------
+    def claim(self, hyp):
+        """Mark `hyp` as being trained by this process, visible to every other; returns the claim's id."""
+        claim_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        record = {"host": socket.gethostname(), "pid": os.getpid(), "time": time.time(), "hyp": hyp}
+        with self.locked():
+            self.claims_dir.mkdir(exist_ok=True)
+            atomic_write_text(self.claims_dir / f"{claim_id}.json", json.dumps(record))
+        return claim_id
+
+    def release(self, claim_id):
+        with self.locked(), contextlib.suppress(FileNotFoundError):
+            (self.claims_dir / f"{claim_id}.json").unlink()
+
+    def claims(self):
+        """Hyp dicts of the live claims; claims of processes that died (killed, crashed) are deleted."""
+        if not self.claims_dir.exists():
+            return []
+        live = []
+        with self.locked():
+            for path in sorted(self.claims_dir.glob("*.json")):
+                try:
+                    record = json.loads(path.read_text())
+                except (OSError, ValueError):
+                    record = None
+                if record is None or not _claim_alive(record):
+                    with contextlib.suppress(FileNotFoundError):
+                        path.unlink()
+                    continue
+                live.append(record["hyp"])
+        return live
+
+
+def _claim_alive(record):
+    """A claim is alive while its process runs (same host) or, for another host, until CLAIM_TTL_S has passed."""
+    if record.get("host") != socket.gethostname():
+        return time.time() - float(record.get("time", 0)) < CLAIM_TTL_S
+    pid = int(record.get("pid", -1))
+    if pid <= 0:  # os.kill(-1, 0) would address every process
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    with contextlib.suppress(OSError):  # a killed child not yet reaped by its parent is a zombie: dead
+        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+    return True
+
+
+def print_mutation(keys, results, hyp, save_dir, bucket="", prefix=colorstr("evolve: ")):
+    """YOLOv5's utils.general.print_mutation: append one generation to save_dir/evolve.csv (locked, atomic), rewrite
+    hyp_evolved.yaml and log the row. `keys` are the 7 metric names; cloud buckets are not supported.
+    """
+    if bucket:
+        raise ValueError(f"evolve buckets (gs://{bucket}) are not supported: copy evolve.csv to and from the bucket by "
+                         "hand, or share one folder between processes as the README shows")
+    if tuple(k.strip() for k in keys) != METRIC_KEYS:
+        raise ValueError(f"print_mutation keys must be {METRIC_KEYS}, got {tuple(keys)}")
+    index = EvolveStore(save_dir).append(results, hyp)
+    values = tuple(float(x) for x in results) + tuple(hyp.values())
+    LOGGER.info(summary_text(METRIC_KEYS + tuple(hyp), values, index + 1, prefix))
+    return index

@@ -1,0 +1,160 @@
+"""One training epoch: warmup, multi-scale, mixed precision, accumulation, clipping, EMA, and non-finite loss checks."""
+
+import math
+import random
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm import tqdm
+
+from utils.distributed import RANK, WORLD_SIZE, is_distributed, is_main
+from utils.log import LOGGER
+from utils.schedule import accumulate_steps, apply_warmup
+
+TQDM_BAR_FORMAT = "{l_bar}{bar:10}{r_bar}"
+MAX_GRAD_NORM = 10.0
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite: training stops, the previous epoch's checkpoint is kept."""
+
+
+class EarlyStopping:
+    """Stop after `patience` epochs without a fitness improvement (0 or None: never)."""
+
+    def __init__(self, patience=30):
+        self.best_fitness = 0.0
+        self.best_epoch = 0
+        self.patience = patience or float("inf")
+        self.possible_stop = False  # the next epoch may be the last: validate it even under --noval
+
+    def __call__(self, epoch, fitness):
+        if fitness >= self.best_fitness:  # >= so that a run stuck at fitness 0 early is not stopped at once
+            self.best_epoch, self.best_fitness = epoch, fitness
+        delta = epoch - self.best_epoch
+        self.possible_stop = delta >= (self.patience - 1)
+        stop = delta >= self.patience
+        if stop:
+            LOGGER.info(f"Stopping training early as no improvement observed in last {self.patience} epochs. "
+                        f"Best results observed at epoch {self.best_epoch}, best model saved as best.pt.\n"
+                        f"To update EarlyStopping(patience={self.patience}) pass a new patience value, "
+                        "i.e. `python train.py --patience 300` or use `--patience 0` to disable EarlyStopping.")
+        return stop
+
+
+def resample_image_weights(dataset, class_weights, maps, nc):
+    """--image-weights: redraw the epoch's image indices, favouring images of classes with low mAP."""
+    from utils.train_setup import labels_to_image_weights
+
+    weights = class_weights.cpu().numpy() * (1 - maps) ** 2 / nc
+    image_weights = labels_to_image_weights(dataset.labels, nc=nc, class_weights=weights)
+    dataset.indices = random.choices(range(dataset.n), weights=image_weights, k=dataset.n)
+
+
+def multi_scale(images, imgsz, stride):
+    """--multi-scale: resize the batch to a random size in [0.5, 1.5] x imgsz, a multiple of the stride."""
+    size = random.randrange(int(imgsz * 0.5), int(imgsz * 1.5) + stride) // stride * stride
+    factor = size / max(images.shape[2:])
+    if factor == 1:
+        return images
+    new_shape = [math.ceil(x * factor / stride) * stride for x in images.shape[2:]]
+    return nn.functional.interpolate(images, size=new_shape, mode="bilinear", align_corners=False)
+
+
+def _all_finite(loss):
+    """Whether the loss is finite here and, under DDP, on every rank (so all ranks stop or go on together)."""
+    finite = torch.isfinite(loss).all().float()
+    if is_distributed():
+        dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+    return bool(finite.item())
+
+
+class EpochRunner:
+    """Runs training epochs and keeps the state that spans them: the step counter, precision and GradScaler.
+
+    forward: the callable for the training forward (the model, its DDP/DP wrapper or a compiled version);
+    model: the same network, for clipping gradients; ema: ModelEMA in the main process, else None.
+    """
+
+    def __init__(self, forward, model, optimizer, ema, compute_loss, precision, hyp, opt, device, imgsz, stride,
+                 warmup_iters, lr_lambda, epochs, batch_size, verbose=True, on_batch_end=None):
+        self.forward, self.model, self.optimizer, self.ema = forward, model, optimizer, ema
+        self.compute_loss, self.precision, self.hyp, self.opt = compute_loss, precision, hyp, opt
+        self.device, self.imgsz, self.stride = device, imgsz, stride
+        self.warmup_iters, self.lr_lambda, self.epochs, self.batch_size = warmup_iters, lr_lambda, epochs, batch_size
+        self.scaler = precision.grad_scaler()
+        self.last_opt_step = -1
+        self.verbose, self.on_batch_end = verbose and is_main(), on_batch_end
+
+    def _fall_back_to_fp32(self, epoch, i):
+        LOGGER.warning(f"WARNING: non-finite loss under {self.precision.name} at epoch {epoch}, batch {i}: "
+                       "continuing in fp32 (--no-amp does this from the start)")
+        self.precision = self.precision.fp32()
+        self.scaler = self.precision.grad_scaler()
+
+    def _loss(self, images, targets):
+        with self.precision.autocast():
+            pred = self.forward(images)
+        loss, items = self.compute_loss(pred, targets)  # fp32 whatever the autocast dtype
+        if RANK != -1:
+            loss = loss * WORLD_SIZE  # DDP averages gradients over ranks; YOLOv5 sums them
+        if self.opt.quad:
+            loss = loss * 4.0
+        return loss, items
+
+    def run(self, loader, epoch, checkpoint_hint=""):
+        """Train one epoch over `loader`; returns the mean (box, obj, cls) losses. Raises NonFiniteLossError."""
+        num_batches = len(loader)
+        if hasattr(loader, "sampler") and hasattr(loader.sampler, "set_epoch"):
+            loader.sampler.set_epoch(epoch)
+        mean_loss = torch.zeros(3, device=self.device)
+        batches = enumerate(loader)
+        if self.verbose:
+            LOGGER.info(("\n" + "%11s" * 7) % ("Epoch", "GPU_mem", "box_loss", "obj_loss", "cls_loss", "Instances",
+                                                "Size"))
+            batches = tqdm(batches, total=num_batches, bar_format=TQDM_BAR_FORMAT)
+        self.optimizer.zero_grad()
+        for i, (images, targets, paths, _) in batches:
+            iteration = i + num_batches * epoch  # counted from the start of training
+            images = self.precision.batch(images.to(self.device, non_blocking=True).float() / 255)
+            targets = targets.to(self.device)
+
+            accumulate = accumulate_steps(iteration, self.warmup_iters, self.batch_size)
+            if iteration <= self.warmup_iters:
+                apply_warmup(self.optimizer, iteration, self.warmup_iters, self.lr_lambda(epoch), self.hyp)
+            if self.opt.multi_scale:
+                images = self.precision.batch(multi_scale(images, self.imgsz, self.stride))
+
+            loss, items = self._loss(images, targets)
+            if not _all_finite(loss) and self.precision.enabled:
+                self._fall_back_to_fp32(epoch, i)
+                loss, items = self._loss(images, targets)
+            if not _all_finite(loss):
+                raise NonFiniteLossError(f"loss is {loss.item()} at epoch {epoch}, batch {i} ({paths[0]} ...): "
+                                         f"training stopped. {checkpoint_hint}Try a lower --hyp lr0, check the "
+                                         "labels, or --no-amp.")
+            self.scaler.scale(loss).backward()
+
+            if iteration - self.last_opt_step >= accumulate:
+                self._optimizer_step()
+                self.last_opt_step = iteration
+
+            mean_loss = (mean_loss * i + items) / (i + 1)
+            if self.verbose:
+                memory = torch.cuda.memory_reserved() / 1e9 if torch.cuda.is_available() else 0
+                batches.set_description(("%11s" * 2 + "%11.4g" * 5) % (
+                    f"{epoch}/{self.epochs - 1}", f"{memory:.3g}G", *mean_loss, targets.shape[0], images.shape[-1]))
+            if self.on_batch_end is not None:
+                self.on_batch_end(epoch, i, iteration, images, targets, paths)
+        return mean_loss.cpu().numpy().astype(np.float64)
+
+    def _optimizer_step(self):
+        self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
+        nn.utils.clip_grad_norm_(self.model.parameters(), max_norm=MAX_GRAD_NORM)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad()
+        if self.ema is not None:
+            self.ema.update(self.model)

@@ -1,0 +1,200 @@
+"""Building what one training run needs: its folder, seeds, model, data loaders and model-scaled hyps."""
+
+import math
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+
+from utils.distributed import LOCAL_RANK, RANK, WORLD_SIZE, is_main, torch_distributed_zero_first
+from utils.files import atomic_write_text
+from utils.log import LOGGER, colorstr
+
+RELEASE_URL = "https://github.com/ultralytics/yolov5/releases/download/v7.0/"
+
+
+def prepare_run_folder(save_dir, hyp, opt):
+    """runs/train/expN/weights and, in the main process, hyp.yaml and opt.yaml. Returns (weights dir, last, best)."""
+    save_dir = Path(save_dir)
+    weights_dir = save_dir / "weights"
+    if is_main():
+        weights_dir.mkdir(parents=True, exist_ok=True)
+        if not opt.evolve:
+            atomic_write_text(save_dir / "hyp.yaml", yaml.safe_dump(hyp, sort_keys=False))
+            atomic_write_text(save_dir / "opt.yaml", yaml.safe_dump(_plain(vars(opt)), sort_keys=False))
+    return weights_dir, weights_dir / "last.pt", weights_dir / "best.pt"
+
+
+def _plain(options):
+    """Options as YAML-safe values (paths as strings)."""
+    return {k: str(v) if isinstance(v, Path) else v for k, v in options.items()}
+
+
+def init_seeds(seed=0, deterministic=False):
+    """Seed Python, NumPy and torch; with `deterministic`, deterministic algorithms where torch has them."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)  # warn, not fail, on ops with no such version
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+        os.environ["CUBLAS_WORKSPACE_CONFIG"] = ":4096:8"
+        os.environ["PYTHONHASHSEED"] = str(seed)
+
+
+def check_img_size(imgsz, stride=32, floor=0):
+    """imgsz rounded up to a multiple of the stride (and at least `floor`), with a warning when it changes."""
+    fitted = max(math.ceil(int(imgsz) / stride) * stride, floor)
+    if fitted != int(imgsz):
+        LOGGER.warning(f"--img-size {imgsz} must be a multiple of max stride {stride}, updating to {fitted}")
+    return fitted
+
+
+def _load_weights(weights):
+    """The checkpoint dict of --weights through the safe loader; a missing official file names its URL."""
+    from utils.checkpoint import load_checkpoint
+
+    path = Path(weights)
+    if not path.is_file():
+        hint = (f"download {RELEASE_URL}{path.name} by hand into {path.resolve().parent}"
+                if path.name.startswith("yolov5") else "check the path")
+        raise FileNotFoundError(f"--weights {weights} not found and there is no network: {hint}, "
+                                "or train from scratch with --cfg yolov5s.yaml --weights ''")
+    return load_checkpoint(path)
+
+
+def build_model(opt, hyp, nc, device, resume=False):
+    """The DetectionModel from --cfg or --weights. Returns (model, checkpoint dict or None).
+
+    From weights, every parameter whose name and shape match is transferred, except the anchors when a cfg or
+    hyp anchors redefines them (a fresh run, not a resume).
+    """
+    from models.yolo import Model
+
+    from utils.model_utils import intersect_dicts
+
+    weights, cfg = str(opt.weights or ""), opt.cfg
+    if weights and not weights.endswith(".pt"):
+        raise ValueError(f"--weights {weights} is not a .pt checkpoint")
+    if not weights:
+        return Model(cfg, ch=3, nc=nc, anchors=hyp.get("anchors")).to(device), None
+    with torch_distributed_zero_first(LOCAL_RANK):
+        ckpt = _load_weights(weights)
+    model = Model(cfg or ckpt["model"].yaml, ch=3, nc=nc, anchors=hyp.get("anchors")).to(device)
+    exclude = ["anchor"] if (cfg or hyp.get("anchors")) and not resume else []
+    state = intersect_dicts(ckpt["model"].float().state_dict(), model.state_dict(), exclude=exclude)
+    model.load_state_dict(state, strict=False)
+    LOGGER.info(f"Transferred {len(state)}/{len(model.state_dict())} items from {weights}")
+    return model, ckpt
+
+
+def freeze_layers(model, freeze):
+    """--freeze N (first N layers) or --freeze i j k (those layers): their parameters get no gradient."""
+    freeze = list(freeze or [0])
+    prefixes = [f"model.{x}." for x in (freeze if len(freeze) > 1 else range(freeze[0]))]
+    for name, p in model.named_parameters():
+        p.requires_grad = True
+        if any(prefix in name for prefix in prefixes):
+            LOGGER.info(f"freezing {name}")
+            p.requires_grad = False
+
+
+def scale_hyp_to_model(hyp, nl, nc, imgsz, label_smoothing=0.0):
+    """YOLOv5's loss gains for this model: box *= 3/nl, cls *= nc/80 * 3/nl, obj *= (imgsz/640)^2 * 3/nl."""
+    hyp = dict(hyp)
+    hyp["box"] *= 3 / nl
+    hyp["cls"] *= nc / 80 * 3 / nl
+    hyp["obj"] *= (imgsz / 640) ** 2 * 3 / nl
+    hyp["label_smoothing"] = label_smoothing
+    return hyp
+
+
+def labels_to_class_weights(labels, nc=80):
+    """Inverse class frequency over a dataset's labels, normalised to sum 1 (a class with no label counts as 1)."""
+    if not len(labels) or labels[0] is None:
+        return torch.Tensor()
+    classes = np.concatenate(labels, 0)[:, 0].astype(int)
+    counts = np.bincount(classes, minlength=nc).astype(float)
+    counts[counts == 0] = 1
+    weights = 1 / counts
+    return torch.from_numpy(weights / weights.sum()).float()
+
+
+def labels_to_image_weights(labels, nc=80, class_weights=None):
+    """Per-image sampling weight: the sum of its labels' class weights (--image-weights)."""
+    class_weights = np.ones(nc) if class_weights is None else np.asarray(class_weights)
+    counts = np.array([np.bincount(x[:, 0].astype(int), minlength=nc) for x in labels])
+    return (class_weights.reshape(1, nc) * counts).sum(1)
+
+
+def build_dataloaders(opt, data_dict, hyp, imgsz, batch_size, stride, nc):
+    """(train loader, train dataset, val loader or None): the val loader is built in the main process only."""
+    from utils.dataloaders import create_dataloader
+
+    train_loader, dataset = create_dataloader(
+        data_dict["train"], imgsz, batch_size // WORLD_SIZE, stride, opt.single_cls, hyp=hyp, augment=True,
+        cache=None if opt.cache == "val" else opt.cache, rect=opt.rect, rank=LOCAL_RANK, workers=opt.workers,
+        image_weights=opt.image_weights, quad=opt.quad, prefix=colorstr("train: "), shuffle=True, seed=opt.seed,
+        nc=nc)
+    labels = [x for x in dataset.labels if len(x)]
+    if labels:
+        top = int(np.concatenate(labels, 0)[:, 0].max())
+        if top >= nc:
+            raise ValueError(f"label class {top} exceeds nc={nc} in {opt.data}: class labels must be 0-{nc - 1}")
+    val_loader = None
+    if is_main():
+        val_imgsz = getattr(opt, "val_imgsz", None) or imgsz
+        val_loader = create_dataloader(
+            data_dict["val"], val_imgsz, batch_size // WORLD_SIZE * 2, stride, opt.single_cls, hyp=hyp,
+            cache=None if opt.noval else opt.cache, rect=True, rank=-1, workers=opt.workers * 2, pad=0.5,
+            prefix=colorstr("val: "), nc=nc)[0]
+    return train_loader, dataset, val_loader
+
+
+def wrap_parallel(model, device, sync_bn=False):
+    """DataParallel for one process with several GPUs (with YOLOv5's warning), DDP under torch.distributed.run."""
+    cuda = device.type == "cuda"
+    if cuda and RANK == -1 and torch.cuda.device_count() > 1:
+        LOGGER.warning("DataParallel (DP) is not recommended: use torch.distributed.run for better multi-GPU "
+                       "results, e.g. python -m torch.distributed.run --nproc_per_node 2 train.py ...")
+        return nn.DataParallel(model)
+    if RANK == -1:
+        return model
+    if sync_bn:
+        if cuda:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model).to(device)
+            LOGGER.info("Using SyncBatchNorm()")
+        else:
+            LOGGER.warning("--sync-bn needs CUDA: ignored on the CPU")
+    if cuda:
+        return nn.parallel.DistributedDataParallel(model, device_ids=[LOCAL_RANK], output_device=LOCAL_RANK)
+    return nn.parallel.DistributedDataParallel(model)
+
+
+class CompiledForward:
+    """torch.compile(model) for the training forward; on a compile error (no C++ compiler, unsupported op) it warns
+    once and runs the model eagerly from then on."""
+
+    def __init__(self, model):
+        self.model = model
+        self.compiled = torch.compile(model)
+
+    def __call__(self, images):
+        if self.compiled is not None:
+            try:
+                return self.compiled(images)
+            except Exception as e:  # compilation happens at the first call, so this is where it fails
+                LOGGER.warning(f"--compile failed ({type(e).__name__}: {str(e)[:200]}): training without it")
+                self.compiled = None
+        return self.model(images)
+
+
+def compiled_forward(model, enabled):
+    """The callable that runs the training forward: a CompiledForward with --compile, else the model."""
+    return CompiledForward(model) if enabled else model
