@@ -23,6 +23,7 @@ if str(ROOT) not in sys.path:
 
 from models.experimental import attempt_load  # noqa: E402
 from utils.boxes import scale_boxes, xyxy2xywh  # noqa: E402
+from utils.cli import run_cli  # noqa: E402
 from utils.crops import save_one_box  # noqa: E402
 from utils.device import select_device, smart_inference_mode  # noqa: E402
 from utils.files import increment_path  # noqa: E402
@@ -286,4 +287,4 @@ def main(opt):
 
 
 if __name__ == "__main__":
-    main(parse_opt())
+    run_cli(main, parse_opt())

@@ -9,7 +9,6 @@ Usage:
 
 import argparse
 import logging
-import sys
 import time
 from pathlib import Path
 
@@ -21,11 +20,18 @@ from torch.optim import lr_scheduler
 import val as validate
 from models.experimental import attempt_load
 from utils.autoanchor import check_anchors
-from utils.dataset_config import DatasetError, check_dataset
+from utils.cli import run_cli
+from utils.dataset_config import check_dataset
 from utils.device import select_device
-from utils.distributed import (LOCAL_RANK, RANK, WORLD_SIZE, init_distributed, is_main, teardown_distributed,
-                               torch_distributed_zero_first)
-from utils.downloads import DownloadError
+from utils.distributed import (
+    LOCAL_RANK,
+    RANK,
+    WORLD_SIZE,
+    init_distributed,
+    is_main,
+    teardown_distributed,
+    torch_distributed_zero_first,
+)
 from utils.ema import ModelEMA, de_parallel
 from utils.files import ROOT
 from utils.hyp import load_hyp
@@ -38,8 +44,8 @@ from utils.precision import select_precision
 from utils.results import ResultsWriter
 from utils.schedule import lr_lambda, scaled_weight_decay, warmup_iterations
 from utils.train_checkpoints import finish_checkpoints, make_checkpoint, restore_training_state, save_run_checkpoints
-from utils.train_loop import EarlyStopping, EpochRunner, NonFiniteLossError, resample_image_weights
-from utils.train_options import ResumeError, add_legacy_arguments, apply_legacy_flags, check_train_options
+from utils.train_loop import EarlyStopping, EpochRunner, resample_image_weights
+from utils.train_options import add_legacy_arguments, apply_legacy_flags, check_train_options
 from utils.train_setup import (
     build_dataloaders,
     build_model,
@@ -315,8 +321,4 @@ def run(**kwargs):
 
 
 if __name__ == "__main__":
-    try:
-        main(parse_opt())
-    except (NonFiniteLossError, ResumeError, DatasetError, DownloadError, FileNotFoundError) as e:
-        LOGGER.error(f"{colorstr('red', 'bold', 'Error:')} {e}")
-        sys.exit(1)
+    run_cli(main, parse_opt())

@@ -22,8 +22,8 @@ if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))  # so `python path/to/val.py` finds models/ and utils/
 
 from models.experimental import attempt_load  # noqa: E402
-
 from utils.boxes import scale_boxes, xywh2xyxy, xyxy2xywh  # noqa: E402
+from utils.cli import run_cli  # noqa: E402
 from utils.coco import GroundTruthJSON, coco80_to_coco91_class, evaluate, save_one_json  # noqa: E402
 from utils.dataloaders import create_dataloader  # noqa: E402
 from utils.dataset_config import check_dataset  # noqa: E402
@@ -359,4 +359,4 @@ def main(opt):
 
 
 if __name__ == "__main__":
-    main(parse_opt())
+    run_cli(main, parse_opt())

@@ -5,6 +5,7 @@ from torch import nn
 
 from models.yolo import Detect, DetectionModel
 from utils.checkpoint import load_checkpoint
+from utils.downloads import attempt_download
 from utils.log import LOGGER
 
 
@@ -23,7 +24,7 @@ def attempt_load(weights, device=None, inplace=True, fuse=True):
     """
     model = Ensemble()
     for w in weights if isinstance(weights, (list, tuple)) else [weights]:
-        ckpt = load_checkpoint(w)
+        ckpt = load_checkpoint(attempt_download(w))
         net = (ckpt.get("ema") or ckpt["model"]).to(device).float().requires_grad_(False)
         if not hasattr(net, "stride"):
             net.stride = torch.tensor([32.0])

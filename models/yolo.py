@@ -383,4 +383,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from utils.cli import run_cli
+
+    run_cli(main)

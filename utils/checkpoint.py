@@ -12,7 +12,6 @@ from copy import deepcopy
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from utils.files import atomic_open
 from utils.log import LOGGER
@@ -25,7 +24,6 @@ TORCH_CLASSES = [f"torch.nn.modules.{n}" for n in (
     "container.Sequential", "container.ModuleList", "conv.Conv2d", "batchnorm.BatchNorm2d", "activation.SiLU",
     "activation.ReLU", "activation.LeakyReLU", "activation.Hardswish", "pooling.MaxPool2d",
     "upsampling.Upsample", "linear.Identity")]
-CHECKPOINT_KEYS = ("epoch", "best_fitness", "model", "ema", "updates", "optimizer", "opt", "date")
 
 
 class CheckpointError(RuntimeError):
@@ -124,7 +122,7 @@ def load_checkpoint(path):
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} not found")
+        raise FileNotFoundError(f"weights {path} not found: check the path")
     ckpt = _safe_load(path)
     if isinstance(ckpt, PickledModule):  # a bare pickled model, as torch.save(model) writes
         ckpt = {"model": ckpt}

@@ -1,5 +1,6 @@
 """YOLO-format training/validation data: LoadImagesAndLabels, create_dataloader, samplers and collate functions."""
 
+import contextlib
 import glob
 import math
 import os
@@ -38,6 +39,33 @@ from utils.label_cache import (  # noqa: F401 (re-exported as in YOLOv5)
 from utils.log import LOGGER
 
 PIN_MEMORY = str(os.getenv("PIN_MEMORY", True)).lower() == "true"  # pinned host memory for faster GPU copies
+_reused_datasets = None  # {constructor arguments: dataset} while reuse_datasets() is active, else None
+
+
+@contextlib.contextmanager
+def reuse_datasets():
+    """Within the block, create_dataloader hands back the dataset it built before for the same arguments (its hyp
+    updated), so the trainings of one --evolve process scan labels and cache images once, not once per generation."""
+    global _reused_datasets
+    outer, _reused_datasets = _reused_datasets, {} if _reused_datasets is None else _reused_datasets
+    try:
+        yield
+    finally:
+        _reused_datasets = outer
+
+
+def _dataset(hyp, **kwargs):
+    """A LoadImagesAndLabels for `kwargs`, reused when reuse_datasets() is active and one was built for them."""
+    if _reused_datasets is None:
+        return LoadImagesAndLabels(hyp=hyp, **kwargs)
+    key = repr(sorted(kwargs.items()))
+    dataset = _reused_datasets.get(key)
+    if dataset is None:
+        dataset = _reused_datasets[key] = LoadImagesAndLabels(hyp=hyp, **kwargs)
+    else:
+        dataset.hyp = hyp
+        dataset.indices = range(dataset.n)  # --image-weights redraws them each epoch
+    return dataset
 
 
 def img2label_paths(img_paths):
@@ -386,9 +414,9 @@ def create_dataloader(path, imgsz, batch_size, stride, single_cls=False, hyp=Non
         LOGGER.warning("WARNING --rect is incompatible with DataLoader shuffle, setting shuffle=False")
         shuffle = False
     with torch_distributed_zero_first(rank):  # rank 0 scans and writes the cache, the others then read it
-        dataset = LoadImagesAndLabels(path, imgsz, batch_size, augment=augment, hyp=hyp, rect=rect,
-                                      cache_images=cache, single_cls=single_cls, stride=int(stride), pad=pad,
-                                      image_weights=image_weights, prefix=prefix, nc=nc)
+        dataset = _dataset(hyp, path=path, img_size=imgsz, batch_size=batch_size, augment=augment, rect=rect,
+                           cache_images=cache, single_cls=single_cls, stride=int(stride), pad=pad,
+                           image_weights=image_weights, prefix=prefix, nc=nc)
     batch_size = min(batch_size, len(dataset))
     num_devices = torch.cuda.device_count()
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -13,6 +13,8 @@ from utils.files import atomic_open
 from utils.log import LOGGER
 
 CONNECT_TIMEOUT = 10.0  # seconds allowed for name resolution and for each socket operation
+RELEASE_URL = "https://github.com/ultralytics/yolov5/releases/download/v7.0/"  # official YOLOv5 weights
+OFFICIAL_WEIGHTS = {f"yolov5{size}{p6}.pt" for size in "nsmlx" for p6 in ("", "6")}
 
 
 class DownloadError(ConnectionError):
@@ -114,3 +116,17 @@ def download(url, dir=".", unzip=True, delete=True, timeout=CONNECT_TIMEOUT, hin
         if delete:
             file.unlink()
     return dir
+
+
+def attempt_download(weights):
+    """The weights path; an official name (yolov5s.pt, ...) that is not on disk is fetched from the v7.0 release.
+
+    Offline this fails within seconds with a DownloadError naming the URL and where to put the file by hand.
+    """
+    path = Path(str(weights).strip().replace("'", ""))
+    if path.is_file() or path.name not in OFFICIAL_WEIGHTS:
+        return path
+    url = RELEASE_URL + path.name
+    safe_download(url, path, hint=f"download {url} by hand and save it as {path.resolve()}, or train from scratch "
+                                   f"with --cfg {path.stem}.yaml --weights ''")
+    return path

@@ -14,8 +14,6 @@ from utils.distributed import LOCAL_RANK, RANK, WORLD_SIZE, is_main, torch_distr
 from utils.files import atomic_write_text
 from utils.log import LOGGER, colorstr
 
-RELEASE_URL = "https://github.com/ultralytics/yolov5/releases/download/v7.0/"
-
 
 def prepare_run_folder(save_dir, hyp, opt):
     """runs/train/expN/weights and, in the main process, hyp.yaml and opt.yaml. Returns (weights dir, last, best)."""
@@ -56,19 +54,6 @@ def check_img_size(imgsz, stride=32, floor=0):
     return fitted
 
 
-def _load_weights(weights):
-    """The checkpoint dict of --weights through the safe loader; a missing official file names its URL."""
-    from utils.checkpoint import load_checkpoint
-
-    path = Path(weights)
-    if not path.is_file():
-        hint = (f"download {RELEASE_URL}{path.name} by hand into {path.resolve().parent}"
-                if path.name.startswith("yolov5") else "check the path")
-        raise FileNotFoundError(f"--weights {weights} not found and there is no network: {hint}, "
-                                "or train from scratch with --cfg yolov5s.yaml --weights ''")
-    return load_checkpoint(path)
-
-
 def build_model(opt, hyp, nc, device, resume=False):
     """The DetectionModel from --cfg or --weights. Returns (model, checkpoint dict or None).
 
@@ -76,7 +61,8 @@ def build_model(opt, hyp, nc, device, resume=False):
     hyp anchors redefines them (a fresh run, not a resume).
     """
     from models.yolo import Model
-
+    from utils.checkpoint import load_checkpoint
+    from utils.downloads import attempt_download
     from utils.model_utils import intersect_dicts
 
     weights, cfg = str(opt.weights or ""), opt.cfg
@@ -85,7 +71,7 @@ def build_model(opt, hyp, nc, device, resume=False):
     if not weights:
         return Model(cfg, ch=3, nc=nc, anchors=hyp.get("anchors")).to(device), None
     with torch_distributed_zero_first(LOCAL_RANK):
-        ckpt = _load_weights(weights)
+        ckpt = load_checkpoint(attempt_download(weights))
     model = Model(cfg or ckpt["model"].yaml, ch=3, nc=nc, anchors=hyp.get("anchors")).to(device)
     exclude = ["anchor"] if (cfg or hyp.get("anchors")) and not resume else []
     state = intersect_dicts(ckpt["model"].float().state_dict(), model.state_dict(), exclude=exclude)

@@ -209,12 +209,15 @@ def run_evolution(opt, device, train_fn):
 
     train_fn(hyp, opt, device) -> (P, R, mAP@0.5, mAP@0.5:0.95, val box, obj, cls losses).
     """
+    from utils.dataloaders import reuse_datasets
+
     evolution = Evolution(opt)
     if getattr(opt, "ray", False):
         from utils.evolve.ray_backend import run_on_ray
 
         run_on_ray(evolution, device, train_fn, address=getattr(opt, "ray_address", None))
     else:
-        run_local(evolution, device, train_fn)
+        with reuse_datasets():
+            run_local(evolution, device, train_fn)
     evolution.finish()
     return evolution.trained
