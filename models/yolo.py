@@ -69,7 +69,9 @@ class Detect(nn.Module):
             x[i] = x[i].view(bs, self.na, self.no, ny, nx).permute(0, 1, 3, 4, 2).contiguous()  # (bs, na, ny, nx, no)
             if not self.training:
                 decoded.append(self._decode(x[i], i).view(bs, self.na * ny * nx, self.no))
-        return x if self.training else (torch.cat(decoded, 1), x)
+        if self.training:
+            return x
+        return (torch.cat(decoded, 1),) if self.export else (torch.cat(decoded, 1), x)
 
     def _decode(self, p, i):
         """Boxes in input pixels from level i's raw map p (bs, na, ny, nx, no), in the head's own dtype."""
@@ -124,13 +126,14 @@ class BaseModel(nn.Module):
         return model_info(self, verbose, img_size)
 
     def _apply(self, fn, *args, **kwargs):
-        # stride and the cached grids are plain tensors, not buffers: move and cast them with the model
+        # stride is a plain tensor, not a buffer: move and cast it with the model. The cached grids are dropped
+        # (Detect rebuilds them): fn may be a memory-format change that their 5-D shape cannot take (channels_last)
         self = super()._apply(fn, *args, **kwargs)
         m = self.model[-1]
         if isinstance(m, Detect):
             m.stride = fn(m.stride)
-            m.grid = [fn(g) for g in m.grid]
-            m.anchor_grid = [fn(g) for g in m.anchor_grid]
+            m.grid = [torch.empty(0) for _ in m.grid]
+            m.anchor_grid = [torch.empty(0) for _ in m.anchor_grid]
         return self
 
 
@@ -173,12 +176,12 @@ class DetectionModel(BaseModel):
             LOGGER.info("")
 
     def _probe_forward(self, ch, size):
-        """The raw Detect maps for a zero image, computed without tracking BatchNorm statistics."""
+        """The raw Detect maps for a zero image, in train mode as YOLOv5 computes them (BatchNorm statistics move)."""
         training = self.training
         self.train()  # train mode: Detect returns the raw maps only
         momenta = [(m, m.momentum) for m in self.modules() if isinstance(m, nn.BatchNorm2d)]
         for m, _ in momenta:
-            m.momentum = 0.0  # the probe must not move running statistics (they start at 0 and 1)
+            m.momentum = 0.1  # PyTorch's default, which YOLOv5's probe runs with (its running_var becomes 0.9)
         try:
             with torch.no_grad():
                 return self._forward_once(torch.zeros(1, ch, size, size))

@@ -212,5 +212,8 @@ def test_confusion_matrix_hand_case():
     assert tp.tolist() == [1, 0] and fp.tolist() == [1, 1]
     cm.process_batch(None, torch.tensor([0.0, 0.0]))  # an image with no detections: both labels missed
     assert cm.matrix[2, 0] == 2
-    cm.process_batch(torch.tensor([_det((0, 0, 5, 5), 0.5, 1)]), torch.zeros(0, 5))  # no labels: background
-    assert cm.matrix[1, 2] == 2
+    # YOLOv5 counts background detections only in images where some detection overlaps some label
+    cm.process_batch(torch.tensor([_det((0, 0, 5, 5), 0.5, 1)]), torch.zeros(0, 5))  # no labels at all
+    assert cm.matrix[1, 2] == 1
+    cm.process_batch(torch.tensor([_det((100, 100, 150, 150), 0.9, 1)]), labels[:1])  # one label, missed by all
+    assert cm.matrix[1, 2] == 1 and cm.matrix[2, 0] == 3

@@ -39,7 +39,17 @@ def dataset_box_sizes(dataset, img_size, scale=None):
 
 def check_anchors(dataset, model, thr=4.0, imgsz=640):
     """Log anchors/target and best possible recall (BPR); below 0.98, replace the anchors with k-means evolved ones
-    if those recall more. Anchors are updated in place on the model's Detect layer (in stride units)."""
+    if those recall more. Anchors are updated in place on the model's Detect layer (in stride units).
+
+    Like YOLOv5, a failure here is logged and training goes on with the anchors it has.
+    """
+    try:
+        _check_anchors(dataset, model, thr, imgsz)
+    except Exception as e:  # anchors are an optimisation: never lose a training run to them
+        LOGGER.warning(f"{PREFIX}ERROR ❌ {type(e).__name__}: {e} (training continues with the current anchors)")
+
+
+def _check_anchors(dataset, model, thr, imgsz):
     m = model.module.model[-1] if hasattr(model, "module") else model.model[-1]  # Detect
     scale = np.random.uniform(0.9, 1.1, size=(dataset.shapes.shape[0], 1))  # augment the sizes by +/-10%
     wh = torch.tensor(dataset_box_sizes(dataset, imgsz, scale)).float()

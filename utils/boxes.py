@@ -86,7 +86,7 @@ def resample_segments(segments, n=1000):
         s = np.concatenate((s, s[0:1, :]), axis=0)
         x = np.linspace(0, len(s) - 1, n)
         xp = np.arange(len(s))
-        out.append(np.stack([np.interp(x, xp, s[:, i]) for i in range(2)], axis=1).astype(np.float32))
+        out.append(np.stack([np.interp(x, xp, s[:, i]) for i in range(2)], axis=1))  # float64, as YOLOv5
     return out
 
 
@@ -182,8 +182,9 @@ def bbox_iou(box1, box2, xywh=True, GIoU=False, DIoU=False, CIoU=False, eps=1e-7
     """
     if xywh:
         (x1, y1, w1, h1), (x2, y2, w2, h2) = box1.chunk(4, -1), box2.chunk(4, -1)
-        b1_x1, b1_x2, b1_y1, b1_y2 = x1 - w1 / 2, x1 + w1 / 2, y1 - h1 / 2, y1 + h1 / 2
-        b2_x1, b2_x2, b2_y1, b2_y2 = x2 - w2 / 2, x2 + w2 / 2, y2 - h2 / 2, y2 + h2 / 2
+        half_w1, half_h1, half_w2, half_h2 = w1 / 2, h1 / 2, w2 / 2, h2 / 2  # once each: YOLOv5's gradients bit for bit
+        b1_x1, b1_x2, b1_y1, b1_y2 = x1 - half_w1, x1 + half_w1, y1 - half_h1, y1 + half_h1
+        b2_x1, b2_x2, b2_y1, b2_y2 = x2 - half_w2, x2 + half_w2, y2 - half_h2, y2 + half_h2
     else:
         b1_x1, b1_y1, b1_x2, b1_y2 = box1.chunk(4, -1)
         b2_x1, b2_y1, b2_x2, b2_y2 = box2.chunk(4, -1)

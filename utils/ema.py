@@ -43,7 +43,8 @@ class ModelEMA:
         for k, v in self.ema.state_dict().items():
             source = model_state[k].detach()
             if v.dtype.is_floating_point:
-                v.mul_(d).add_(source.to(v.dtype), alpha=1 - d)
+                v *= d
+                v += (1 - d) * source.to(v.dtype)  # YOLOv5's rounding, not a fused mul-add
             else:
                 v.copy_(source)
 

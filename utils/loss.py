@@ -39,7 +39,7 @@ class FocalLoss(nn.Module):
         prob = pred.sigmoid()
         p_t = true * prob + (1 - true) * (1 - prob)
         alpha_t = true * self.alpha + (1 - true) * (1 - self.alpha)
-        return _reduce(loss * alpha_t * (1.0 - p_t) ** self.gamma, self.reduction)
+        return _reduce(loss * (alpha_t * (1.0 - p_t) ** self.gamma), self.reduction)
 
 
 class QFocalLoss(nn.Module):

@@ -142,9 +142,11 @@ class ConfusionMatrix:
         gt_classes = labels[:, 0].int().cpu().numpy()
         det_classes = detections[:, 5].int().cpu().numpy()
         matched_label = np.full(len(det_classes), -1)
+        any_overlap = False
         if len(gt_classes) and len(det_classes):
             iou = box_iou(labels[:, 1:], detections[:, :4])
             iou = torch.where(iou > self.iou_thres, iou, torch.zeros_like(iou))
+            any_overlap = bool((iou > 0).any())
             best_iou, best_label = _best_label(iou)
             kept = (self._keeps_label(best_iou, best_label, len(gt_classes)) & (best_iou > 0)).cpu().numpy()
             matched_label[kept] = best_label.cpu().numpy()[kept]
@@ -153,7 +155,8 @@ class ConfusionMatrix:
         missed = np.ones(len(gt_classes), dtype=bool)
         missed[matched_label[is_match]] = False
         np.add.at(self.matrix, (self.nc, gt_classes[missed]), 1)  # labels no detection matched
-        np.add.at(self.matrix, (det_classes[~is_match], self.nc), 1)  # detections of background
+        if any_overlap:  # YOLOv5 counts background detections only in images where some pair overlapped
+            np.add.at(self.matrix, (det_classes[~is_match], self.nc), 1)
 
     @staticmethod
     def _keeps_label(best_iou, best_label, num_labels):
