@@ -169,7 +169,7 @@ def test_population_method_through_the_runner(tmp_path):
 @pytest.mark.parametrize("change, error, match", [
     ({"hyp": "missing/hyp.yaml"}, FileNotFoundError, "missing/hyp.yaml not found"),
     ({"evolve": 0}, ValueError, "positive number"),
-    ({"evolve_method": "gp"}, ValueError, "mutation, population"),
+    ({"evolve_method": "bayes"}, ValueError, "cmaes, gp, mutation, population, tpe"),
 ])
 def test_bad_settings_are_explained(tmp_path, change, error, match):
     with pytest.raises(error, match=match):

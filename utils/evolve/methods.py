@@ -1,5 +1,8 @@
 """Search methods by name: each proposes the next hyp dict from the shared history; the default is YOLOv5's mutation GA.
 
+mutation and population are genetic algorithms (ga.py, population.py); gp, tpe and cmaes ask an Optuna sampler fitted
+on evolve.csv (optuna_method.py, optional package optuna).
+
 A method is an object with
     target_rows(generations) -> int            rows of evolve.csv that complete an evolution of `generations`
     propose(history, rng) -> dict | None       the next hyps (constrained), or None to wait for in-flight claims
@@ -8,6 +11,7 @@ method may keep its own state file in `folder`; it must draw only from `rng`.
 """
 
 from utils.evolve.ga import constrain, mutate, select_parent, select_parents
+from utils.evolve.optuna_method import CmaEsMethod, GPMethod, TPEMethod
 from utils.evolve.population import PopulationMethod
 
 
@@ -34,7 +38,8 @@ class MutationMethod:
         return mutate(dict(zip(history.hyp_keys, (float(v) for v in vector))), self.meta, rng)
 
 
-METHODS = {"mutation": MutationMethod, "population": PopulationMethod}
+METHODS = {"mutation": MutationMethod, "population": PopulationMethod, "gp": GPMethod, "tpe": TPEMethod,
+           "cmaes": CmaEsMethod}
 
 
 def get_method(name):

@@ -43,9 +43,10 @@ def task_options(resources):
     return {"num_cpus": 1, "max_retries": 0}, max(1, int(resources.get("CPU", 1)))
 
 
-def run_on_ray(evolution, device=None, train_fn=None, address=None, num_cpus=None, poll_s=5.0):
-    """Keep the cluster busy with candidates until the folder holds its target rows; returns rows recorded here.
+def run_on_ray(source, device=None, train_fn=None, address=None, num_cpus=None, poll_s=5.0):
+    """Keep the cluster busy with the source's candidates until it says STOP; returns the results recorded here.
 
+    `source` is a job source as runner.py describes: an Evolution (generations) or a Verification (retrainings).
     `address` joins an existing cluster (--ray-address); without it a local Ray is started (num_cpus of this machine
     unless given) and shut down at the end. `device` (the driver's) is not used: each task trains on what Ray gave it.
     """
@@ -59,18 +60,18 @@ def run_on_ray(evolution, device=None, train_fn=None, address=None, num_cpus=Non
     LOGGER.info(f"{PREFIX}Ray cluster: up to {capacity} candidates at once ({options})")
     remote_train = ray.remote(_train_task).options(**options)
     train_ref = ray.put(train_fn)
-    in_flight = {}  # ObjectRef -> (hyp, claim id)
+    in_flight = {}  # ObjectRef -> (hyp, ticket)
     recorded = 0
     try:
-        with evolution.progress():
+        with source.progress():
             while True:
                 step = None
                 while len(in_flight) < capacity:
-                    step = evolution.next_candidate()
+                    step = source.next_candidate()
                     if step in (STOP, WAIT):
                         break
-                    hyp, claim_id = step
-                    in_flight[remote_train.remote(train_ref, dict(hyp), evolution.candidate_opt())] = (hyp, claim_id)
+                    hyp, ticket = step
+                    in_flight[remote_train.remote(train_ref, dict(hyp), source.candidate_opt(ticket))] = (hyp, ticket)
                 if not in_flight:
                     if step == STOP:
                         break
@@ -78,19 +79,19 @@ def run_on_ray(evolution, device=None, train_fn=None, address=None, num_cpus=Non
                     continue
                 done, _ = ray.wait(list(in_flight), num_returns=1)
                 for ref in done:
-                    hyp, claim_id = in_flight.pop(ref)
+                    hyp, ticket = in_flight.pop(ref)
                     try:
                         results = ray.get(ref)
                     except BaseException:
-                        evolution.store.release(claim_id)
+                        source.release(ticket)
                         raise
-                    evolution.record(hyp, results, claim_id)
+                    source.record(hyp, results, ticket)
                     recorded += 1
                 release_memory()
     finally:
-        for ref, (_, claim_id) in in_flight.items():
+        for ref, (_, ticket) in in_flight.items():
             ray.cancel(ref, force=True)
-            evolution.store.release(claim_id)
+            source.release(ticket)
         if started_here:
             ray.shutdown()
     return recorded

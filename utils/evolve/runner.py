@@ -3,6 +3,12 @@
 Every process started with the same --project/--name evolves in runs/evolve/<name> (never incremented). N counts the
 rows of that folder's evolve.csv: a process starts no new generation once rows plus candidates in flight reach N, so
 rerunning the command after a crash continues to N, and 4 processes on 4 GPUs finish N generations about 4x sooner.
+With --evolve-verify K the same loops then run the verification jobs (verify.py); at the end evolve.png and, when optuna
+is installed, the hyp importances (importance.py) are drawn beside evolve.csv.
+
+run_local and ray_backend.run_on_ray consume a job source: Evolution (generations) or Verification (retrainings), each
+with next_candidate() -> STOP | WAIT | (hyp, ticket), candidate_opt(ticket), record(hyp, results, ticket),
+release(ticket) and progress().
 """
 
 import contextlib
@@ -121,6 +127,8 @@ class Evolution:
         if method_name == "population":
             LOGGER.info(f"{PREFIX}population method: {generations} generations x {self.target // generations} "
                         f"individuals = {self.target} trainings")
+        if hasattr(self.method, "describe"):
+            LOGGER.info(PREFIX + self.method.describe().replace("\n", "\n" + PREFIX))
         self.entropy = seed_entropy(opt)
         self.worker_dir = self.folder / "candidates" / f"{socket.gethostname()}-{os.getpid()}"
         self.trained = 0  # generations this process recorded
@@ -143,11 +151,15 @@ class Evolution:
                 return WAIT
             return hyp, self.store.claim(hyp)
 
-    def candidate_opt(self):
+    def candidate_opt(self, claim_id=None):
         """opt for one training: its outputs go to this process's own scratch folder, not the shared one."""
         opt = copy.deepcopy(self.opt)
         opt.save_dir = str(self.worker_dir)
         return opt
+
+    def release(self, claim_id):
+        """Give up a candidate whose training failed, so that another process trains it."""
+        self.store.release(claim_id)
 
     def record(self, hyp, results, claim_id):
         """Append the row, log it (text and TensorBoard); returns the row's index."""
@@ -174,50 +186,69 @@ class Evolution:
             self.bar = None
 
     def finish(self):
+        from utils.evolve.importance import report_importance
         from utils.evolve.plots import plot_evolve
 
         if self.store.csv.exists() and self.rows():
             plot_evolve(self.store.csv)
+            report_importance(self.folder, self.hyp)
         LOGGER.info(f"Hyperparameter evolution finished {self.rows()} generations ({self.trained} by this process)\n"
                     f"Results saved to {colorstr('bold', self.folder)}\n"
                     f"Usage example: $ python train.py --hyp {self.store.yaml}")
 
 
-def run_local(evolution, device, train_fn, poll_s=5.0):
-    """Train candidates one after another in this process until the folder holds its target rows."""
-    with evolution.progress():
+def run_local(source, device, train_fn, poll_s=5.0):
+    """Train the source's candidates one after another in this process until it says STOP."""
+    with source.progress():
         while True:
-            step = evolution.next_candidate()
+            step = source.next_candidate()
             if step == STOP:
                 break
             if step == WAIT:
                 time.sleep(poll_s)
                 continue
-            hyp, claim_id = step
+            hyp, ticket = step
             try:
-                results = train_fn(dict(hyp), evolution.candidate_opt(), device)
+                results = train_fn(dict(hyp), source.candidate_opt(ticket), device)
             except BaseException:
-                evolution.store.release(claim_id)
+                source.release(ticket)
                 raise
-            evolution.record(hyp, results, claim_id)
+            source.record(hyp, results, ticket)
             del results
             release_memory()
 
 
-def run_evolution(opt, device, train_fn):
-    """Evolve hyps as `--evolve N` asks (method, Ray, shared folder from opt); returns generations this process ran.
+def run_evolution(opt, device, train_fn, poll_s=5.0):
+    """Evolve hyps as `--evolve N` asks (method, Ray, shared folder from opt), then verify with --evolve-verify K.
 
+    Returns the generations this process trained (verification trainings are counted apart, not in N).
     train_fn(hyp, opt, device) -> (P, R, mAP@0.5, mAP@0.5:0.95, val box, obj, cls losses).
     """
     from utils.dataloaders import reuse_datasets
 
     evolution = Evolution(opt)
+    verify = int(getattr(opt, "evolve_verify", 0) or 0)
+    if verify < 0:
+        raise ValueError(f"--evolve-verify takes a number of seeds >= 0, got {verify}")
     if getattr(opt, "ray", False):
         from utils.evolve.ray_backend import run_on_ray
 
-        run_on_ray(evolution, device, train_fn, address=getattr(opt, "ray_address", None))
+        def run(source):
+            run_on_ray(source, device, train_fn, address=getattr(opt, "ray_address", None), poll_s=poll_s)
     else:
-        with reuse_datasets():
-            run_local(evolution, device, train_fn)
+        def run(source):
+            with reuse_datasets():
+                run_local(source, device, train_fn, poll_s)
+
+    run(evolution)
+    if verify:
+        from utils.evolve.verify import Verification
+
+        verification = Verification(evolution, verify)
+        run(verification)
+        while verification.unfinished:  # a process died with a generation in flight: train it here, then verify
+            run(evolution)
+            run(verification)
+        verification.finish()
     evolution.finish()
     return evolution.trained

@@ -1,4 +1,4 @@
-"""The evolve folder's files, shared by every process: evolve.csv, hyp_evolved.yaml and in-flight claims.
+"""The evolve folder's files, shared by every process: evolve.csv, hyp_evolved.yaml, evolve_verify.csv, claims.
 
 This is the only code that reads or writes them. Writers take an inter-process lock (fcntl.flock on .evolve.lock)
 and replace files atomically, so concurrent processes never lose a row, the header is written once, and any reader
@@ -27,6 +27,9 @@ CSV_NAME = "evolve.csv"
 YAML_NAME = "hyp_evolved.yaml"
 LOCK_NAME = ".evolve.lock"
 CLAIMS_DIR = ".evolve_claims"
+VERIFY_NAME = "evolve_verify.csv"
+VERIFY_CLAIMS_DIR = ".evolve_verify_claims"
+VERIFY_KEYS = ("row", "seed", "fitness") + METRIC_KEYS
 CLAIM_TTL_S = 7 * 24 * 3600  # a claim from another host whose liveness cannot be checked expires after this
 
 
@@ -98,6 +101,7 @@ class EvolveStore:
         self.yaml = self.folder / YAML_NAME
         self.lock_file = self.folder / LOCK_NAME
         self.claims_dir = self.folder / CLAIMS_DIR
+        self.verify_csv = self.folder / VERIFY_NAME
         self._thread_lock = threading.RLock()
         self._depth = 0
         self._lock_fd = None
@@ -198,36 +202,76 @@ class EvolveStore:
                 self.release(claim_id)
             return len(values) - 1
 
-    # claims -----------------------------------------------------------------------------------------------------
-    def claim(self, hyp):
-        """Mark `hyp` as being trained by this process, visible to every other; returns the claim's id."""
-        claim_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        record = {"host": socket.gethostname(), "pid": os.getpid(), "time": time.time(), "hyp": hyp}
+    def replace_yaml(self, text):
+        """Rewrite hyp_evolved.yaml with `text` (the verdict of --evolve-verify), under the lock."""
         with self.locked():
-            self.claims_dir.mkdir(exist_ok=True)
-            atomic_write_text(self.claims_dir / f"{claim_id}.json", json.dumps(record))
+            write_file(self.yaml, text)
+
+    # evolve_verify.csv ------------------------------------------------------------------------------------------
+    def read_verify(self):
+        """evolve_verify.csv's whole rows as an (n, len(VERIFY_KEYS)) float array (row, seed, fitness, 7 metrics)."""
+        if not self.verify_csv.exists():
+            return np.zeros((0, len(VERIFY_KEYS)))
+        lines = self.verify_csv.read_text().split("\n")[1:-1]
+        rows = []
+        for number, line in enumerate(lines, start=2):
+            try:
+                rows.append([float(x) for x in line.split(",")])
+                if len(rows[-1]) != len(VERIFY_KEYS):
+                    raise ValueError(f"{len(rows[-1])} fields, expected {len(VERIFY_KEYS)}")
+            except ValueError as e:
+                raise ValueError(f"{self.verify_csv} line {number} is malformed ({e}): fix or delete that line") from e
+        return np.asarray(rows, dtype=float).reshape(len(rows), len(VERIFY_KEYS))
+
+    def append_verify(self, row, seed, results, claim_id=None):
+        """Add one verification training (evolve.csv row, seed, 7 results) to evolve_verify.csv and drop its claim."""
+        results = tuple(float(x) for x in tuple(results)[: len(METRIC_KEYS)])
+        if len(results) != len(METRIC_KEYS):
+            raise ValueError(f"train() must return {len(METRIC_KEYS)} results {METRIC_KEYS}, got {len(results)}")
+        line = f"{int(row):20d},{int(seed):20d}," + csv_row((float(fitness(results)),) + results)
+        with self.locked():
+            text = self.verify_csv.read_text() if self.verify_csv.exists() else ""
+            text = text[: text.rfind("\n") + 1] or csv_header(VERIFY_KEYS)  # a torn tail is dropped
+            write_file(self.verify_csv, text + line)
+            if claim_id is not None:
+                self.release(claim_id, VERIFY_CLAIMS_DIR)
+
+    # claims -----------------------------------------------------------------------------------------------------
+    def claim(self, item, pool=CLAIMS_DIR):
+        """Mark `item` (a hyp dict, or a verification job) as in training by this process, visible to every other.
+
+        `pool` is the claims folder: CLAIMS_DIR for generations, VERIFY_CLAIMS_DIR for verification jobs. Returns the
+        claim's id.
+        """
+        claim_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        record = {"host": socket.gethostname(), "pid": os.getpid(), "time": time.time(), "item": item}
+        with self.locked():
+            (self.folder / pool).mkdir(exist_ok=True)
+            atomic_write_text(self.folder / pool / f"{claim_id}.json", json.dumps(record))
         return claim_id
 
-    def release(self, claim_id):
+    def release(self, claim_id, pool=CLAIMS_DIR):
         with self.locked(), contextlib.suppress(FileNotFoundError):
-            (self.claims_dir / f"{claim_id}.json").unlink()
+            (self.folder / pool / f"{claim_id}.json").unlink()
 
-    def claims(self):
-        """Hyp dicts of the live claims; claims of processes that died (killed, crashed) are deleted."""
-        if not self.claims_dir.exists():
+    def claims(self, pool=CLAIMS_DIR):
+        """Items of the live claims in `pool`; claims of processes that died (killed, crashed) are deleted."""
+        folder = self.folder / pool
+        if not folder.exists():
             return []
         live = []
         with self.locked():
-            for path in sorted(self.claims_dir.glob("*.json")):
+            for path in sorted(folder.glob("*.json")):
                 try:
                     record = json.loads(path.read_text())
                 except (OSError, ValueError):
                     record = None
-                if record is None or not _claim_alive(record):
+                item = record.get("item", record.get("hyp")) if isinstance(record, dict) else None  # "hyp": older
+                if item is None or not _claim_alive(record):
                     with contextlib.suppress(FileNotFoundError):
                         path.unlink()
                     continue
-                live.append(record["hyp"])
+                live.append(item)
         return live
 
 

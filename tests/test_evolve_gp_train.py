@@ -1,0 +1,53 @@
+"""One real end-to-end run: train.py --evolve-method gp --evolve-verify on 8 COCO128 images, yolov5n at 128 px."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+from utils.evolve.meta import fitness
+from utils.evolve.store import EvolveStore
+from utils.files import ROOT
+
+SHARED = ROOT.parent / "shared"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHARED / "datasets/coco128").exists() or not (SHARED / "weights/yolov5n.pt").exists(),
+                    reason="needs ../shared/datasets/coco128 and ../shared/weights/yolov5n.pt")
+def test_gp_evolution_verified_end_to_end(tmp_path):
+    pytest.importorskip("optuna")
+    images, labels = tmp_path / "data/images", tmp_path / "data/labels"
+    images.mkdir(parents=True)
+    labels.mkdir(parents=True)
+    for image in sorted((SHARED / "datasets/coco128/images/train2017").glob("*.jpg"))[:8]:
+        (images / image.name).write_bytes(image.read_bytes())
+        label = SHARED / "datasets/coco128/labels/train2017" / f"{image.stem}.txt"
+        if label.exists():
+            (labels / label.name).write_text(label.read_text())
+    names = yaml.safe_load((ROOT / "data/coco128.yaml").read_text())["names"]
+    data = tmp_path / "tiny.yaml"
+    data.write_text(yaml.safe_dump({"path": str(tmp_path / "data"), "train": "images", "val": "images",
+                                    "names": names}))
+    command = [sys.executable, "train.py", "--weights", str(SHARED / "weights/yolov5n.pt"), "--data", str(data),
+               "--img", "128", "--epochs", "1", "--batch-size", "4", "--workers", "0", "--device", "cpu",
+               "--evolve", "5", "--evolve-method", "gp", "--evolve-verify", "1", "--seed", "0",
+               "--project", str(tmp_path / "runs"), "--name", "gp"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    folder = tmp_path / "runs/gp"
+    store = EvolveStore(folder)
+    keys, values = store.read()
+    assert values.shape[0] == 5 and keys[:2] == ("metrics/precision", "metrics/recall")
+    assert np.all((values[:, :4] >= 0) & (values[:, :4] <= 1))
+    verified = store.read_verify()
+    rows = verified[:, 0].astype(int).tolist()
+    assert len(rows) == len(set(rows)) == 4 and rows[0] == 0  # the initial hyps (row 0) and the best 3 rows
+    assert set(verified[:, 1]) == {1}  # --seed 0 searched, seed 1 verifies
+    text = (folder / "hyp_evolved.yaml").read_text()
+    assert "verified" in text.splitlines()[3] and set(yaml.safe_load(text)) == set(keys[7:])
+    assert (folder / "evolve.png").exists()
+    assert "gain vs initial" in done.stdout
+    assert (folder / "evolve_importance.png").exists() == bool(np.ptp(fitness(values[:, :7])))

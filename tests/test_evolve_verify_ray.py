@@ -1,0 +1,30 @@
+"""--ray with --evolve-verify: verification jobs run as Ray tasks too, the driver alone records them."""
+
+import argparse
+
+import pytest
+from test_evolve_ray import make_fake_train
+
+from utils.evolve.runner import run_evolution
+from utils.evolve.store import EvolveStore
+from utils.files import ROOT
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_evolves_then_verifies_on_two_workers(tmp_path, local_ray):
+    opt = argparse.Namespace(evolve=4, hyp=str(ROOT / "data/hyps/hyp.scratch-low.yaml"), project=str(tmp_path),
+                             name="exp", noautoanchor=False, seed=0, evolve_method="mutation", ray=True,
+                             ray_address=None, evolve_verify=2)
+    assert run_evolution(opt, "cpu", make_fake_train(), poll_s=0.2) == 4
+    store = EvolveStore(tmp_path / "exp")
+    jobs = [(int(r), int(s)) for r, s in store.read_verify()[:, :2]]
+    assert len(jobs) == len(set(jobs)) == 8 and {s for _, s in jobs} == {1, 2}
+    assert "verified" in store.yaml.read_text()
+    assert not list((tmp_path / "exp" / ".evolve_verify_claims").glob("*.json"))
