@@ -4,7 +4,6 @@ scratch, detect and validate with both, and print a model summary. Each command 
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml

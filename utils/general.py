@@ -1,8 +1,20 @@
 """Familiar YOLOv5 import paths (`from utils.general import ...`), re-exported from the focused modules."""
 
 from utils.boxes import (  # noqa: F401
-    bbox_ioa, box_iou, clip_boxes, clip_segments, resample_segments, scale_boxes, scale_segments,
-    segment2box, segments2boxes, xyn2xy, xywh2xyxy, xywhn2xyxy, xyxy2xywh, xyxy2xywhn,
+    bbox_ioa,
+    box_iou,
+    clip_boxes,
+    clip_segments,
+    resample_segments,
+    scale_boxes,
+    scale_segments,
+    segment2box,
+    segments2boxes,
+    xyn2xy,
+    xywh2xyxy,
+    xywhn2xyxy,
+    xyxy2xywh,
+    xyxy2xywhn,
 )
 from utils.coco import coco80_to_coco91_class  # noqa: F401
 from utils.dataset_config import check_dataset, check_file, check_suffix, check_yaml, yaml_load  # noqa: F401
