@@ -159,7 +159,7 @@ def train(hyp, opt, device, callbacks=None):
                 ema.update_attr(model, include=EMA_ATTRIBUTES)
                 if not noval or final_epoch:
                     results, maps, _ = validate.run(
-                        data_dict, batch_size=batch_size // WORLD_SIZE * 2, imgsz=imgsz, half=opt.amp,
+                        data_dict, batch_size=batch_size // WORLD_SIZE * 2, imgsz=imgsz, amp=opt.amp,
                         model=ema.ema, single_cls=opt.single_cls, dataloader=val_loader, save_dir=save_dir,
                         plots=False, compute_loss=compute_loss, verbose=False)
                 fi = float(fitness(np.array(results).reshape(1, -1))[0])
@@ -187,7 +187,7 @@ def train(hyp, opt, device, callbacks=None):
             LOGGER.info(f"\nValidating {best}...")
             is_coco = str(data_dict.get("val", "")).endswith("coco/val2017.txt")
             results, _, _ = validate.run(
-                data_dict, batch_size=batch_size // WORLD_SIZE * 2, imgsz=imgsz, half=opt.amp,
+                data_dict, batch_size=batch_size // WORLD_SIZE * 2, imgsz=imgsz, amp=opt.amp,
                 model=attempt_load(best, device), iou_thres=0.65 if is_coco else 0.60, single_cls=opt.single_cls,
                 dataloader=val_loader, save_dir=save_dir, save_json=is_coco, verbose=True, plots=plots,
                 compute_loss=compute_loss)

@@ -2,6 +2,7 @@
 
 Usage:
     python val.py --weights yolov5s.pt --data coco128.yaml --img 640
+    python val.py --weights yolov5s.pt --data coco128.yaml --no-amp    # fp32 (default: bf16 autocast on CPUs with it)
     python val.py --weights a.pt b.pt --data coco128.yaml       # several weights: an ensemble
     python val.py --weights yolov5n.pt --task speed             # speed benchmark (conf 0.25, IoU 0.45)
     python val.py --weights yolov5n.pt --task study             # mAP and speed over image sizes 256-1536
@@ -9,8 +10,8 @@ From Python (train.py does this every epoch): results, maps, times = val.run(dat
 """
 
 import argparse
-import contextlib
 import sys
+from copy import deepcopy
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ ROOT = Path(__file__).resolve().parent
 if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))  # so `python path/to/val.py` finds models/ and utils/
 
+from models.common import Conv  # noqa: E402
 from models.experimental import attempt_load  # noqa: E402
 from utils.boxes import scale_boxes, xywh2xyxy, xyxy2xywh  # noqa: E402
 from utils.cli import run_cli  # noqa: E402
@@ -32,9 +34,11 @@ from utils.files import increment_path  # noqa: E402
 from utils.label_cache import TQDM_BAR_FORMAT  # noqa: E402
 from utils.log import LOGGER, colorstr  # noqa: E402
 from utils.metrics import ConfusionMatrix, ap_per_class, iou_thresholds, process_batch  # noqa: E402
+from utils.model_utils import fuse_conv_and_bn  # noqa: E402
 from utils.nms import non_max_suppression  # noqa: E402
 from utils.plot_metrics import plot_val_study  # noqa: E402
 from utils.plots import output_to_target, plot_images  # noqa: E402
+from utils.precision import retain_freed_memory, select_precision  # noqa: E402
 from utils.profiling import Profile  # noqa: E402
 from utils.train_setup import check_img_size  # noqa: E402
 
@@ -74,6 +78,18 @@ def _load_model(weights, device, half, imgsz, batch_size):
     return model, stride, imgsz
 
 
+def _validation_model(model, precision):
+    """The network to validate a training model with: a copy with every Conv's BatchNorm folded in, as YOLOv5 deploys
+    it (the EMA that goes on training stays untouched), in the precision's memory format."""
+    if any(isinstance(m, Conv) and hasattr(m, "bn") for m in model.modules()):
+        model = deepcopy(model)
+        for m in model.modules():
+            if isinstance(m, Conv) and hasattr(m, "bn"):
+                m.conv = fuse_conv_and_bn(m.conv, m.bn)
+                delattr(m, "bn")
+    return precision.model(model.eval())
+
+
 def _check_classes(model, nc, weights):
     model_nc = getattr(model, "nc", None)
     if model_nc is not None and int(model_nc) != nc:
@@ -110,7 +126,8 @@ def run(
         project=ROOT / "runs/val",
         name="exp",
         exist_ok=False,
-        half=True,  # fp16 on CUDA; from train.py: fp16 autocast on CUDA, the model's own weights untouched
+        half=True,  # fp16 weights on CUDA (loaded weights only; a passed model keeps its own dtype)
+        amp=True,  # autocast: bf16 on CPUs with native bf16, fp16 on CUDA; False: fp32 (YOLOv5's figures exactly)
         dnn=False,  # ONNX-with-OpenCV backend flag of YOLOv5, kept for CLI compatibility (.pt weights only here)
         model=None,
         dataloader=None,
@@ -122,23 +139,26 @@ def run(
     """Validate; returns ((P, R, mAP@0.5, mAP@0.5:0.95, box, obj, cls loss), per-class mAP@0.5:0.95 (nc,),
     (pre-process, inference, NMS) milliseconds per image)."""
     training = model is not None
-    if training:  # called by train.py: use its model and loader as they are
+    if training:  # called by train.py: its model (BN folded into a copy) and loader
         device = next(model.parameters()).device
-        model_dtype = next(model.parameters()).dtype
-        autocast = half and device.type == "cuda" and model_dtype == torch.float32
-        half = model_dtype == torch.float16
+        half = next(model.parameters()).dtype == torch.float16
+        precision = select_precision(device, amp=amp and not half)
+        model = _validation_model(model, precision)
     else:
         device = select_device(device, batch_size=batch_size)
         half = half and device.type == "cuda"  # fp16 is for CUDA only, as in YOLOv5
-        autocast = False
+        precision = select_precision(device, amp=amp and not half)
         save_dir = increment_path(Path(project) / name, exist_ok=exist_ok)
         (save_dir / "labels" if save_txt else save_dir).mkdir(parents=True, exist_ok=True)
         if weights is None:
             raise ValueError("val.run() needs weights= (a .pt path or a list of them) or model=")
         model, stride, imgsz = _load_model(weights, device, half, imgsz, batch_size)
+        precision.model(model)
         data = check_dataset(data)
 
     model.eval()
+    if precision.tune_cpu:
+        retain_freed_memory()
     cuda = device.type != "cpu"
     is_coco = isinstance(data.get("val"), str) and data["val"].replace("\\", "/").endswith("coco/val2017.txt")
     nc = 1 if single_cls else int(data["nc"])
@@ -164,69 +184,73 @@ def run(
     dt = Profile(device=device), Profile(device=device), Profile(device=device)
     loss = torch.zeros(3, device=device)
     jdict, stats, ap, ap_class = [], [], [], []
-    amp = torch.autocast("cuda", dtype=torch.float16) if autocast else contextlib.nullcontext()
     pbar = tqdm(dataloader, desc=HEADER, bar_format=TQDM_BAR_FORMAT)
     for batch_i, (im, targets, paths, shapes) in enumerate(pbar):
         with dt[0]:
             if cuda:
                 im = im.to(device, non_blocking=True)
                 targets = targets.to(device)
-            im = im.half() if half else im.float()
+            im = precision.batch(im)  # the uint8 batch takes the memory format: one cheap copy
+            im = im.half() if half else im.to(precision.input_dtype)
             im /= 255
             nb, _, height, width = im.shape
 
-        with dt[1], amp:
-            preds, train_out = model(im) if compute_loss else (model(im, augment=augment), None)
+        with dt[1]:
+            if compute_loss:
+                preds, train_out = precision.infer(model, im)
+            else:  # the decoded boxes only: the raw maps would be joined across inference chunks for nothing
+                preds, train_out = precision.infer(lambda x: model(x, augment=augment)[0], im), None
 
-        if compute_loss:
-            loss += compute_loss(train_out, targets)[1]  # box, obj, cls
+        with precision.small_ops():  # loss, NMS and matching: thousands of tiny ops, see utils/precision.py
+            if compute_loss:
+                loss += compute_loss(train_out, targets)[1]  # box, obj, cls
 
-        targets[:, 2:] *= torch.tensor((width, height, width, height), device=targets.device)  # to pixels
-        hybrid_labels = [targets[targets[:, 0] == i, 1:] for i in range(nb)] if save_hybrid else []
-        with dt[2]:
-            preds = non_max_suppression(preds, conf_thres, iou_thres, labels=hybrid_labels, multi_label=True,
-                                        agnostic=single_cls, max_det=max_det)
+            targets[:, 2:] *= torch.tensor((width, height, width, height), device=targets.device)  # to pixels
+            hybrid_labels = [targets[targets[:, 0] == i, 1:] for i in range(nb)] if save_hybrid else []
+            with dt[2]:
+                preds = non_max_suppression(preds, conf_thres, iou_thres, labels=hybrid_labels, multi_label=True,
+                                            agnostic=single_cls, max_det=max_det)
 
-        for si, pred in enumerate(preds):
-            labels = targets[targets[:, 0] == si, 1:]  # (nl, 5) [cls, x, y, w, h] in letterboxed pixels
-            nl, npr = labels.shape[0], pred.shape[0]
-            path, shape = Path(paths[si]), shapes[si][0]
-            correct = torch.zeros(npr, niou, dtype=torch.bool, device=device)
-            seen += 1
-            labelsn = torch.zeros((0, 5), device=device)
-            if nl:
-                tbox = scale_boxes(im[si].shape[1:], xywh2xyxy(labels[:, 1:5]), shape, shapes[si][1])
-                labelsn = torch.cat((labels[:, 0:1], tbox), 1)  # [cls, xyxy] in original pixels
-            if ground_truth is not None:
-                ground_truth.add(path, shape, labelsn)
-
-            if npr == 0:
+            for si, pred in enumerate(preds):
+                labels = targets[targets[:, 0] == si, 1:]  # (nl, 5) [cls, x, y, w, h] in letterboxed pixels
+                nl, npr = labels.shape[0], pred.shape[0]
+                path, shape = Path(paths[si]), shapes[si][0]
+                correct = torch.zeros(npr, niou, dtype=torch.bool, device=device)
+                seen += 1
+                labelsn = torch.zeros((0, 5), device=device)
                 if nl:
-                    stats.append((correct, *torch.zeros((2, 0), device=device), labels[:, 0]))
-                    if plots:
-                        confusion_matrix.process_batch(detections=None, labels=labels[:, 0])
-                continue
+                    tbox = scale_boxes(im[si].shape[1:], xywh2xyxy(labels[:, 1:5]), shape, shapes[si][1])
+                    labelsn = torch.cat((labels[:, 0:1], tbox), 1)  # [cls, xyxy] in original pixels
+                if ground_truth is not None:
+                    ground_truth.add(path, shape, labelsn)
 
-            if single_cls:
-                pred[:, 5] = 0
-            predn = pred.clone()
-            scale_boxes(im[si].shape[1:], predn[:, :4], shape, shapes[si][1])  # to original pixels
-            if nl:
-                correct = process_batch(predn, labelsn, iouv)
-            if plots:
-                confusion_matrix.process_batch(predn, labelsn)
-            stats.append((correct, pred[:, 4], pred[:, 5], labels[:, 0]))
+                if npr == 0:
+                    if nl:
+                        stats.append((correct, *torch.zeros((2, 0), device=device), labels[:, 0]))
+                        if plots:
+                            confusion_matrix.process_batch(detections=None, labels=labels[:, 0])
+                    continue
 
-            if save_txt:
-                save_one_txt(predn, save_conf, shape, file=save_dir / "labels" / f"{path.stem}.txt")
-            if save_json:
-                save_one_json(predn, jdict, path, class_map)
-            _hook(callbacks, "on_val_image_end", pred, predn, path, names, im[si])
+                if single_cls:
+                    pred[:, 5] = 0
+                predn = pred.clone()
+                scale_boxes(im[si].shape[1:], predn[:, :4], shape, shapes[si][1])  # to original pixels
+                if nl:
+                    correct = process_batch(predn, labelsn, iouv)
+                if plots:
+                    confusion_matrix.process_batch(predn, labelsn)
+                stats.append((correct, pred[:, 4], pred[:, 5], labels[:, 0]))
 
-        if plots and batch_i < PLOTTED_BATCHES:
-            plot_images(im, targets, paths, save_dir / f"val_batch{batch_i}_labels.jpg", names)
-            plot_images(im, output_to_target(preds), paths, save_dir / f"val_batch{batch_i}_pred.jpg", names)
-        _hook(callbacks, "on_val_batch_end", batch_i, im, targets, paths, shapes, preds)
+                if save_txt:
+                    save_one_txt(predn, save_conf, shape, file=save_dir / "labels" / f"{path.stem}.txt")
+                if save_json:
+                    save_one_json(predn, jdict, path, class_map)
+                _hook(callbacks, "on_val_image_end", pred, predn, path, names, im[si])
+
+            if plots and batch_i < PLOTTED_BATCHES:
+                plot_images(im, targets, paths, save_dir / f"val_batch{batch_i}_labels.jpg", names)
+                plot_images(im, output_to_target(preds), paths, save_dir / f"val_batch{batch_i}_pred.jpg", names)
+            _hook(callbacks, "on_val_batch_end", batch_i, im, targets, paths, shapes, preds)
 
     # ---- Metrics
     stats = [torch.cat(x, 0).cpu().numpy() for x in zip(*stats)]  # correct, conf, pred cls, target cls
@@ -319,6 +343,8 @@ def parse_opt(argv=None):
     parser.add_argument("--name", default="exp", help="save to project/name")
     parser.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")
     parser.add_argument("--half", action="store_true", help="use FP16 half-precision inference (CUDA)")
+    parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
+                        help="autocast: bf16 on CPUs with native bf16, fp16 on CUDA (--no-amp: fp32, YOLOv5's figures)")
     parser.add_argument("--dnn", action="store_true", help="accepted for YOLOv5 compatibility; .pt weights only")
     opt = parser.parse_args(argv)
     opt.save_json |= str(opt.data).endswith("coco.yaml")

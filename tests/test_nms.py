@@ -1,10 +1,13 @@
 """non_max_suppression against a brute-force greedy NMS, and its options, on small hand-made and random inputs."""
 
+import numpy as np
 import pytest
 import torch
 
+from utils import nms as nms_module
 from utils.boxes import xywh2xyxy
 from utils.nms import MAX_WH, non_max_suppression
+from utils.precision import single_threaded
 
 
 def _iou(a, b):
@@ -121,3 +124,83 @@ def test_mask_columns_are_carried():
 def test_bad_thresholds_raise(kwargs):
     with pytest.raises(ValueError, match="not in"):
         non_max_suppression(torch.zeros(1, 3, 6), **kwargs)
+
+
+def _random_batch(seed, bs=3, n=1500, nc=4, nm=0, clusters=40, size=640.0):
+    """(bs, n, 5 + nc + nm) raw predictions: boxes jittered around `clusters` objects, as a detector's neighbouring
+    anchors give them, so NMS suppresses most; confidences spread down to conf 0.001."""
+    g = torch.Generator().manual_seed(seed)
+    centre = torch.rand(bs, clusters, 2, generator=g) * size
+    side = torch.rand(bs, clusters, 2, generator=g) * size / 5 + 8
+    which = torch.randint(0, clusters, (bs, n), generator=g)
+    pick = torch.stack([which, which], 2)
+    xy = centre.gather(1, pick) + torch.randn(bs, n, 2, generator=g) * 4
+    wh = side.gather(1, pick) * (1 + torch.randn(bs, n, 2, generator=g) * 0.1)
+    obj = torch.rand(bs, n, 1, generator=g) ** 3
+    cls = torch.rand(bs, n, nc, generator=g)
+    masks = torch.randn(bs, n, nm, generator=g)
+    return torch.cat((xy, wh, obj, cls, masks), 2)
+
+
+def _previous(pred, *args, **kwargs):
+    """The previous implementation, on one thread so that a busy machine cannot push it past its time limit."""
+    from benchmarks.yolov5_nms import yolov5_non_max_suppression
+
+    with single_threaded():
+        return yolov5_non_max_suppression(pred.clone(), *args, **kwargs)
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("kwargs", [
+    dict(conf_thres=0.001, iou_thres=0.6, multi_label=True),  # val.py's settings
+    dict(conf_thres=0.001, iou_thres=0.6, multi_label=True, max_det=100),  # the first prefix is enough
+    dict(conf_thres=0.001, iou_thres=0.6, multi_label=True, max_det=5000),  # never reaches max_det: all boxes
+    dict(conf_thres=0.25, iou_thres=0.45),
+    dict(conf_thres=0.01, iou_thres=0.5, agnostic=True, max_det=50),
+    dict(conf_thres=0.01, iou_thres=0.7, classes=[1, 3], multi_label=True),
+])
+def test_same_boxes_as_the_previous_implementation(seed, kwargs, monkeypatch):
+    monkeypatch.setattr(nms_module, "FIRST_PREFIX", 256)  # so that the prefix doubles on these inputs
+    pred = _random_batch(seed)
+    pred[1, :, 4] = 0  # an image without candidates
+    new = non_max_suppression(pred, **kwargs)
+    old = _previous(pred, **kwargs)
+    assert len(new) == len(old) == 3 and len(old[0]) > 0
+    for a, b in zip(new, old):
+        assert torch.equal(a, b)
+
+
+def test_prefix_doubles_until_max_det_boxes_are_kept(monkeypatch):
+    monkeypatch.setattr(nms_module, "FIRST_PREFIX", 64)
+    calls = []
+    real = nms_module.torchvision.ops.nms
+    monkeypatch.setattr(nms_module.torchvision.ops, "nms", lambda b, s, t: (calls.append(len(b)), real(b, s, t))[1])
+    pred = _random_batch(0, bs=1)
+    out = non_max_suppression(pred, 0.001, 0.6, multi_label=True, max_det=120)[0]
+    assert calls[:2] == [120, 240] and len(out) == 120  # max(FIRST_PREFIX, max_det) boxes first, then doubled
+    assert torch.equal(out, _previous(pred, 0.001, 0.6, multi_label=True, max_det=120)[0])
+
+
+def test_same_boxes_with_masks_and_hybrid_labels():
+    pred = _random_batch(5, bs=2, n=500, nc=3, nm=4)
+    labels = [torch.tensor([[2.0, 100, 100, 50, 40], [0.0, 300, 200, 80, 60]]), torch.zeros((0, 5))]
+    new = non_max_suppression(pred, 0.01, 0.6, multi_label=True, labels=labels, nm=4)
+    old = _previous(pred, 0.01, 0.6, multi_label=True, labels=labels, nm=4)
+    # the label rows tie at confidence 1: the previous sort put them in no particular order, this one keeps theirs
+    assert new[0][:2, :6].tolist() == [[75.0, 80.0, 125.0, 120.0, 1.0, 2.0], [260.0, 170.0, 340.0, 230.0, 1.0, 0.0]]
+    for a, b in zip(new, old):
+        assert a.shape[1] == 10 and torch.equal(_sorted_rows(a), _sorted_rows(b))
+
+
+def _sorted_rows(x):
+    return x[torch.from_numpy(np.lexsort(x.T.flip(0).numpy()))]
+
+
+def test_nms_runs_single_threaded_and_restores_threads():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        non_max_suppression(_random_batch(0, bs=1, n=100), 0.01, 0.6)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)

@@ -61,3 +61,126 @@ def test_channels_last_default_per_device():
     assert select_precision("cpu", amp=False).channels_last
     assert not select_precision("mps", amp=False).channels_last
     assert not select_precision("cpu", amp=False, channels_last=False).channels_last
+
+
+@pytest.fixture
+def restore_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_single_threaded_sets_one_thread_and_restores(restore_threads):
+    torch.set_num_threads(2)
+    with precision_module.single_threaded():
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == 2
+    with pytest.raises(RuntimeError), precision_module.single_threaded():
+        raise RuntimeError("restored on errors too")
+    assert torch.get_num_threads() == 2
+
+
+def test_threads_are_managed_on_the_cpu_only(restore_threads):
+    cpu = select_precision("cpu")
+    assert cpu.tune_cpu and cpu.fp32().tune_cpu
+    assert not Precision("cuda", torch.float16, True).tune_cpu
+    torch.set_num_threads(2)
+    with cpu.small_ops():
+        assert torch.get_num_threads() == 1
+    with Precision("cpu").small_ops():  # the plain path leaves torch's threads alone
+        assert torch.get_num_threads() == 2
+
+
+class TwoOutputs(nn.Module):
+    """Conv + BN (eval) returning YOLO's eval structure: (a tensor, [tensors per level]), and the dtypes it saw."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.seen = []
+
+    def forward(self, x):
+        y = self.bn(self.conv(x))
+        self.seen.append((len(x), y.dtype, torch.is_inference_mode_enabled()))
+        return y.flatten(1).float(), [y.float(), y[:, :2].float()]
+
+
+@pytest.mark.parametrize("dtype", [None, torch.bfloat16])
+def test_infer_in_chunks_matches_one_forward(restore_threads, dtype):
+    if dtype is torch.bfloat16 and not cpu_bf16_support()[0]:
+        pytest.skip("this CPU has no native bf16")
+    torch.manual_seed(0)
+    model = TwoOutputs().eval()
+    p = Precision("cpu", dtype, True, tune_cpu=True)
+    x = p.batch(torch.rand(5, 3, 8, 8))
+    torch.set_num_threads(2)
+    with torch.inference_mode():
+        chunked = p.infer(model, x)
+        with p.autocast():
+            whole = model(x)
+    assert sorted(s[0] for s in model.seen[:2]) == [2, 3]  # two chunks, in parallel threads
+    assert all(s[1] == (dtype or torch.float32) and s[2] for s in model.seen)  # autocast and inference mode there too
+    torch.testing.assert_close(chunked[0], whole[0])
+    assert isinstance(chunked[1], list) and len(chunked[1]) == 2
+    for a, b in zip(chunked[1], whole[1]):
+        torch.testing.assert_close(a, b)
+    assert torch.get_num_threads() == 2
+
+
+def test_infer_runs_whole_batch_without_managed_threads(restore_threads):
+    model = TwoOutputs().eval()
+    torch.set_num_threads(2)
+    with torch.no_grad():
+        Precision("cpu").infer(model, torch.rand(4, 3, 8, 8))
+        select_precision("cpu", amp=False).infer(model, torch.rand(1, 3, 8, 8))  # one image: nothing to split
+    assert [s[0] for s in model.seen] == [4, 1]
+
+
+def _feed(tuner, seconds_per_thread_count, steps):
+    """Run `steps` fake steps whose duration depends on the thread count torch has at the time."""
+    now = 0.0
+    tuner.restart()
+    tuner.step(now)
+    for _ in range(steps):
+        now += seconds_per_thread_count[torch.get_num_threads()]
+        tuner.step(now)
+
+
+@pytest.mark.parametrize("times, best", [({2: 1.0, 1: 3.0}, 2), ({2: 3.0, 1: 1.0}, 1)])
+def test_thread_tuner_keeps_the_faster_count(restore_threads, times, best):
+    tuner = precision_module.ThreadTuner(max_threads=2, window=3, period=10)
+    assert tuner.ladder == [2, 1] and torch.get_num_threads() == 2
+    _feed(tuner, times, 2)
+    assert not tuner.trials and tuner.current == 2  # no round before `window` measured steps
+    _feed(tuner, times, 1 + 1 + 3)  # the 3rd step at 2 threads, then 1 planning + 3 measured steps at 1 thread
+    assert tuner.current == best and torch.get_num_threads() == best
+
+
+def test_thread_tuner_follows_a_change_of_load(restore_threads):
+    tuner = precision_module.ThreadTuner(max_threads=2, window=3, period=1000)
+    _feed(tuner, {2: 1.0, 1: 1.8}, 20)  # idle machine: 2 threads
+    assert tuner.current == 2
+    _feed(tuner, {2: 4.0, 1: 2.0}, 10)  # another job arrives: 2 threads stall; the slowdown starts a round at once
+    assert tuner.current == 1 and torch.get_num_threads() == 1
+    _feed(tuner, {2: 0.8, 1: 1.2}, 10)  # it leaves: the speed-up of 1 thread starts a round too
+    assert tuner.current == 2
+    torch.set_num_threads(1)
+    tuner.restart()  # something between epochs changed the count: restart sets it back
+    assert torch.get_num_threads() == 2
+
+
+def test_thread_tuner_ladder_and_single_thread(restore_threads):
+    assert precision_module.ThreadTuner(max_threads=8).ladder == [8, 4, 2, 1]
+    tuner = precision_module.ThreadTuner(max_threads=1)
+    _feed(tuner, {1: 1.0}, 10)
+    assert tuner.ladder == [1] and tuner.current == 1 and not tuner.trials
+
+
+def test_retain_freed_memory_on_glibc():
+    import platform
+
+    kept = precision_module.retain_freed_memory()
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert kept
+    assert torch.ones(2**23).sum() == 2**23  # 32 MB: now served from the heap, and still correct

@@ -15,6 +15,7 @@ import yaml
 import train
 from utils.files import ROOT
 from utils.results import read_rows
+from utils.train_loop import NonFiniteLossError
 
 TINY = dict(cfg="yolov5n.yaml", weights="", imgsz=64, batch_size=8, workers=0, device="cpu", noplots=True,
             hyp=str(ROOT / "data/hyps/hyp.scratch-low.yaml"))
@@ -129,7 +130,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path, 
             return (loss * float("nan") if NanAfterFirstEpoch.calls > 3 else loss), items
 
     monkeypatch.setattr(train, "ComputeLoss", NanAfterFirstEpoch)
-    with pytest.raises(train.NonFiniteLossError, match=r"epoch 1, batch 0.*last\.pt"):
+    with pytest.raises(NonFiniteLossError, match=r"epoch 1, batch 0.*last\.pt"):
         train.run(**run_args(tiny_data, tmp_path, epochs=3, amp=False))
     from utils.checkpoint import load_checkpoint
 

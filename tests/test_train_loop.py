@@ -105,3 +105,25 @@ def test_early_stopping(patience, fits, stop_at):
     stopper = EarlyStopping(patience)
     stops = [stopper(epoch, f) for epoch, f in enumerate(fits)]
     assert (stops.index(True) if True in stops else None) == stop_at
+
+
+def test_managed_threads_run_the_optimizer_on_one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    seen = []
+
+    def loss_fn(pred, targets):
+        seen.append(torch.get_num_threads())
+        return square_loss(pred, targets)
+
+    try:
+        runner, steps = make_runner(loss_fn, precision=Precision("cpu", None, True, tune_cpu=True), batch_size=64)
+        step = runner.optimizer.step
+        runner.optimizer.step = lambda *a, **k: (seen.append(("step", torch.get_num_threads())), step(*a, **k))[1]
+        runner.run(loader(), 1)
+        assert {x for x in seen if isinstance(x, tuple)} == {("step", 1)} and runner.threads is not None
+        assert 2 in seen  # the loss runs at the count the ThreadTuner sets
+        plain, _ = make_runner(square_loss)
+        assert plain.threads is None  # the plain path leaves torch's threads alone
+    finally:
+        torch.set_num_threads(threads)
