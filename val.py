@@ -301,6 +301,7 @@ def _coco_eval(jdict, weights, data, save_dir, ground_truth, is_coco, dataloader
 
     stem = Path(weights[0] if isinstance(weights, (list, tuple)) else weights).stem if weights else "model"
     pred_json = Path(save_dir) / f"{stem}_predictions.json"
+    pred_json.parent.mkdir(parents=True, exist_ok=True)  # train.py's folder exists; a caller's may not yet
     LOGGER.info(f"\nWriting {pred_json}...")
     with open(pred_json, "w") as f:
         json.dump(jdict, f)

@@ -5,9 +5,10 @@ with --evolve-verify K retrains the default hyps and the 3 best rows on the K un
 evolving again). Per method it prints the reported best fitness, that row's verified mean and its gain over the
 defaults paired by seed, the verified pick (hyp_evolved.yaml) and the wall time of the search and of the verification.
 
-The full benchmark (about an hour on one GPU; do not run it on a shared CPU machine):
+The full benchmark (about 25 minutes on a quiet 2-core CPU). --noautoanchor keeps yolov5n.pt's anchors, which AutoAnchor
+would otherwise replace at 320 px (BPR 0.957); with them kept the defaults score 0.296, as YOLOv5's own run did (0.297):
     python benchmarks/evolve_benchmark.py --weights ../shared/weights/yolov5n.pt --data data/coco128.yaml \\
-        --imgsz 320 --epochs 1 --batch-size 16 --generations 100 --seeds 6
+        --imgsz 320 --epochs 1 --batch-size 16 --generations 100 --seeds 6 --noautoanchor
 A smoke test of the whole path:
     python benchmarks/evolve_benchmark.py --generations 3 --seeds 2 --imgsz 128 --device cpu --workers 0
 Other arguments are passed on to train.py (e.g. --cache ram). A folder left by an interrupted benchmark is continued:
@@ -26,9 +27,9 @@ sys.path.insert(0, str(ROOT))
 
 from utils.evolve.ga import constrain  # noqa: E402
 from utils.evolve.meta import evolution_space  # noqa: E402
-from utils.evolve.runner import load_hyp  # noqa: E402
 from utils.evolve.store import EvolveStore  # noqa: E402
 from utils.evolve.verify import best_verdict, pick_candidates, recorded, verdicts, verify_seeds  # noqa: E402
+from utils.hyp import load_hyp  # noqa: E402
 
 SEARCH_SEED = 0
 

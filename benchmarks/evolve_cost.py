@@ -21,7 +21,7 @@ if str(ROOT) not in sys.path:
 import train  # noqa: E402
 from utils import dataloaders  # noqa: E402
 from utils.device import select_device  # noqa: E402
-from utils.evolve.runner import run_evolution  # noqa: E402
+from utils.evolve.runner import release_memory, run_evolution  # noqa: E402
 
 
 def rss_mb():
@@ -31,14 +31,15 @@ def rss_mb():
 
 
 def evolve(args, folder, generations):
-    """Run an evolution of `generations` into `folder`; returns [(seconds, RSS MB before it)] per generation."""
+    """Run an evolution of `generations` into `folder`; returns [(seconds, RSS MB after it)] per generation."""
     samples = []
 
     def timed_train(hyp, opt, device):
-        rss = rss_mb()  # after the previous generation's memory was released
         start = time.perf_counter()
         results = train.quiet_train(hyp, opt, device)
-        samples.append((time.perf_counter() - start, rss))
+        seconds = time.perf_counter() - start
+        release_memory()  # as the loop does after every generation
+        samples.append((seconds, rss_mb()))
         return results
 
     opt = train.parse_opt(known=True)
@@ -54,9 +55,9 @@ def evolve(args, folder, generations):
 def report(title, samples):
     seconds = [s for s, _ in samples]
     print(f"\n{title}")
-    print(f"{'generation':>10} {'seconds':>8} {'RSS MB before':>14}")
+    print(f"{'generation':>10} {'seconds':>8} {'RSS MB after':>13}")
     for i, (s, rss) in enumerate(samples, 1):
-        print(f"{i:>10} {s:>8.1f} {rss:>14.0f}")
+        print(f"{i:>10} {s:>8.1f} {rss:>13.0f}")
     later = seconds[1:] or seconds
     print(f"median seconds per generation after the first: {statistics.median(later):.1f} (first {seconds[0]:.1f})")
     return statistics.median(later)
@@ -88,8 +89,8 @@ def main():
         rebuilt_s = report("datasets rebuilt every generation (YOLOv5's way)", rebuilt)
         print(f"\nseconds per generation: {rebuilt_s:.1f} rebuilt -> {reused_s:.1f} reused")
     if len(reused) >= 20:
-        third, twentieth = reused[3][1], reused[19][1]  # RSS before generations 4 and 20 = after 3 and 19
-        print(f"RSS after generation 3: {third:.0f} MB, after generation 19: {twentieth:.0f} MB "
+        third, twentieth = reused[2][1], reused[19][1]
+        print(f"RSS after generation 3: {third:.0f} MB, after generation 20: {twentieth:.0f} MB "
               f"({(twentieth / third - 1) * 100:+.1f}%)")
 
 

@@ -11,7 +11,7 @@ import torchvision
 
 from utils.boxes import xywh2xyxy
 from utils.log import LOGGER
-from utils.nms import MAX_NMS, MAX_WH
+from utils.nms import MAX_NMS, MAX_WH, checked_prediction
 
 
 def _label_rows(labels, nc, nm, like):
@@ -33,15 +33,7 @@ def yolov5_non_max_suppression(prediction, conf_thres=0.25, iou_thres=0.45, clas
     torchvision NMS call handles all of them. Stops with a warning when the batch takes longer than
     0.5 + 0.05 * bs seconds.
     """
-    if not 0 <= conf_thres <= 1:
-        raise ValueError(f"conf_thres={conf_thres} is not in [0, 1]")
-    if not 0 <= iou_thres <= 1:
-        raise ValueError(f"iou_thres={iou_thres} is not in [0, 1]")
-    if isinstance(prediction, (list, tuple)):
-        prediction = prediction[0]  # eval-mode model output: (inference out, train out)
-    device = prediction.device
-    if device.type == "mps":  # torchvision NMS is not implemented on MPS
-        prediction = prediction.cpu()
+    prediction, device = checked_prediction(prediction, conf_thres, iou_thres)
 
     batch_size = prediction.shape[0]
     nc = prediction.shape[2] - nm - 5

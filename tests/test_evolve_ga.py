@@ -13,7 +13,7 @@ from utils.evolve.ga import (
     select_parents,
 )
 from utils.evolve.meta import META, METRIC_KEYS, evolution_space, fitness
-from utils.evolve.runner import load_hyp
+from utils.hyp import load_hyp
 
 
 class ScriptedRng:

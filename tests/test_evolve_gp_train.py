@@ -11,27 +11,12 @@ from utils.evolve.meta import fitness
 from utils.evolve.store import EvolveStore
 from utils.files import ROOT
 
-SHARED = ROOT.parent / "shared"
-
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (SHARED / "datasets/coco128").exists() or not (SHARED / "weights/yolov5n.pt").exists(),
-                    reason="needs ../shared/datasets/coco128 and ../shared/weights/yolov5n.pt")
-def test_gp_evolution_verified_end_to_end(tmp_path):
+def test_gp_evolution_verified_end_to_end(tmp_path, tiny_coco128):
     pytest.importorskip("optuna")
-    images, labels = tmp_path / "data/images", tmp_path / "data/labels"
-    images.mkdir(parents=True)
-    labels.mkdir(parents=True)
-    for image in sorted((SHARED / "datasets/coco128/images/train2017").glob("*.jpg"))[:8]:
-        (images / image.name).write_bytes(image.read_bytes())
-        label = SHARED / "datasets/coco128/labels/train2017" / f"{image.stem}.txt"
-        if label.exists():
-            (labels / label.name).write_text(label.read_text())
-    names = yaml.safe_load((ROOT / "data/coco128.yaml").read_text())["names"]
-    data = tmp_path / "tiny.yaml"
-    data.write_text(yaml.safe_dump({"path": str(tmp_path / "data"), "train": "images", "val": "images",
-                                    "names": names}))
-    command = [sys.executable, "train.py", "--weights", str(SHARED / "weights/yolov5n.pt"), "--data", str(data),
+    data, weights = tiny_coco128
+    command = [sys.executable, "train.py", "--weights", str(weights), "--data", str(data),
                "--img", "128", "--epochs", "1", "--batch-size", "4", "--workers", "0", "--device", "cpu",
                "--evolve", "5", "--evolve-method", "gp", "--evolve-verify", "1", "--seed", "0",
                "--project", str(tmp_path / "runs"), "--name", "gp"]

@@ -13,10 +13,11 @@ import pytest
 from utils.evolve.ga import constrain
 from utils.evolve.meta import META, evolution_space
 from utils.evolve.methods import get_method
-from utils.evolve.runner import load_hyp, run_evolution
+from utils.evolve.runner import run_evolution
 from utils.evolve.space import ZERO_DEFAULT_SPAN, Range, fixed_by_training, search_space
 from utils.evolve.store import EvolveStore, History
 from utils.files import ROOT
+from utils.hyp import load_hyp
 
 pytest.importorskip("optuna")
 

@@ -41,14 +41,6 @@ def test_missing_ray_names_the_pip_command(monkeypatch):
         import_ray()
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
 def test_ray_run_with_two_local_workers(tmp_path, local_ray):
     opt = argparse.Namespace(evolve=6, hyp=str(ROOT / "data/hyps/hyp.scratch-low.yaml"), project=str(tmp_path),
                              name="exp", noautoanchor=False, seed=3, evolve_method="mutation", ray=True,

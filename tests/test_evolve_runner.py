@@ -17,9 +17,10 @@ import torch
 import yaml
 
 from utils.evolve.meta import evolution_space
-from utils.evolve.runner import evolve_folder, load_hyp, run_evolution
+from utils.evolve.runner import evolve_folder, run_evolution
 from utils.evolve.store import EvolveStore
 from utils.files import ROOT
+from utils.hyp import load_hyp
 
 HYP_FILE = str(ROOT / "data/hyps/hyp.scratch-low.yaml")
 TESTS = str(Path(__file__).parent)
@@ -167,7 +168,7 @@ def test_population_method_through_the_runner(tmp_path):
 
 
 @pytest.mark.parametrize("change, error, match", [
-    ({"hyp": "missing/hyp.yaml"}, FileNotFoundError, "missing/hyp.yaml not found"),
+    ({"hyp": "missing/hyp.yaml"}, FileNotFoundError, "'missing/hyp.yaml' not found"),
     ({"evolve": 0}, ValueError, "positive number"),
     ({"evolve_method": "bayes"}, ValueError, "cmaes, gp, mutation, population, tpe"),
 ])
@@ -188,28 +189,10 @@ def test_default_project_is_runs_evolve_and_not_incremented(tmp_path):
     assert evolve_folder(argparse.Namespace(project=str(tmp_path), name="x")) == tmp_path / "x"
 
 
-SHARED = ROOT.parent / "shared"
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not all((ROOT / f).exists() for f in ("train.py", "val.py", "models/yolo.py", "models/experimental.py")),
-                    reason="needs train.py, val.py and models/")
-@pytest.mark.skipif(not (SHARED / "datasets/coco128").exists() or not (SHARED / "weights/yolov5n.pt").exists(),
-                    reason="needs ../shared/datasets/coco128 and ../shared/weights/yolov5n.pt")
-def test_train_py_evolves_two_generations_end_to_end(tmp_path):
-    images, labels = tmp_path / "data/images", tmp_path / "data/labels"
-    images.mkdir(parents=True)
-    labels.mkdir(parents=True)
-    for image in sorted((SHARED / "datasets/coco128/images/train2017").glob("*.jpg"))[:8]:
-        (images / image.name).write_bytes(image.read_bytes())
-        label = SHARED / "datasets/coco128/labels/train2017" / f"{image.stem}.txt"
-        if label.exists():
-            (labels / label.name).write_text(label.read_text())
-    names = yaml.safe_load((ROOT / "data/coco128.yaml").read_text())["names"]
-    data = tmp_path / "tiny.yaml"
-    data.write_text(yaml.safe_dump({"path": str(tmp_path / "data"), "train": "images", "val": "images",
-                                    "names": names}))
-    command = [sys.executable, "train.py", "--weights", str(SHARED / "weights/yolov5n.pt"), "--data", str(data),
+def test_train_py_evolves_two_generations_end_to_end(tmp_path, tiny_coco128):
+    data, weights = tiny_coco128
+    command = [sys.executable, "train.py", "--weights", str(weights), "--data", str(data),
                "--img", "64", "--epochs", "1", "--batch-size", "4", "--workers", "0", "--device", "cpu",
                "--evolve", "2", "--seed", "0", "--project", str(tmp_path / "runs"), "--name", "e"]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)

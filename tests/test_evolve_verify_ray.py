@@ -2,20 +2,11 @@
 
 import argparse
 
-import pytest
 from test_evolve_ray import make_fake_train
 
 from utils.evolve.runner import run_evolution
 from utils.evolve.store import EvolveStore
 from utils.files import ROOT
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
 
 
 def test_ray_evolves_then_verifies_on_two_workers(tmp_path, local_ray):

@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -36,3 +37,16 @@ def test_atomic_open_failure_keeps_previous(tmp_path):
         raise RuntimeError("killed")
     assert p.read_text() == "complete"
     assert sorted(Path(tmp_path).iterdir()) == [p]
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_atomic_files_get_a_plain_files_permissions(tmp_path, umask, mode):
+    previous = os.umask(umask)
+    try:
+        atomic_write_text(tmp_path / "results.csv", "epoch\n")
+        with atomic_open(tmp_path / "best.pt", "wb") as f:
+            f.write(b"\0")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "results.csv").stat().st_mode & 0o777 == mode
+    assert (tmp_path / "best.pt").stat().st_mode & 0o777 == mode

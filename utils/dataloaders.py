@@ -34,7 +34,6 @@ from utils.label_cache import (  # noqa: F401 (re-exported as in YOLOv5)
     TQDM_BAR_FORMAT,
     load_or_scan,
     num_threads,
-    readable_by_all,
 )
 from utils.log import LOGGER
 
@@ -251,7 +250,6 @@ class LoadImagesAndLabels(Dataset):
             try:
                 with atomic_open(f, "wb") as out:
                     np.save(out, im)
-                readable_by_all(f)
             except OSError:
                 return None
         return f.stat().st_size

@@ -32,6 +32,7 @@ def atomic_open(path, mode="w", **kwargs):
     """Open a temporary file beside `path` and rename it over `path` on success.
 
     A process killed at any instant leaves either the previous complete file or the new one, never a torn one.
+    The file gets the permissions of a plainly created one (mkstemp's are 0600).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -41,11 +42,19 @@ def atomic_open(path, mode="w", **kwargs):
             yield f
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _umask():
+    """The process umask (reading it means setting it, so it is set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path, text):

@@ -5,7 +5,6 @@ atomically, and an unreadable, old-version or stale cache is rebuilt, never trus
 after loading, so training and validation with any nc share one cache.
 """
 
-import contextlib
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -235,12 +234,6 @@ def scan_labels(im_files, label_files, prefix="", desc="", workers=None):
                      *map(int, counts), len(im_files), msgs)
 
 
-def readable_by_all(path):
-    """rw-r--r--: a temporary file is created private (0600), but a dataset cache is shared by its users."""
-    with contextlib.suppress(OSError):
-        os.chmod(path, 0o644)
-
-
 def save_cache(path, scan):
     """Write `scan` to `path` atomically as an .npz archive; returns False (with a warning) if it cannot."""
     segments = [s for image_segments in scan.segments for s in image_segments]
@@ -256,7 +249,6 @@ def save_cache(path, scan):
     try:
         with atomic_open(path, "wb") as f:
             np.savez(f, **arrays)
-        readable_by_all(path)
         return True
     except OSError as e:
         LOGGER.warning(f"WARNING cache directory {Path(path).parent} is not writeable, labels not cached: {e}")

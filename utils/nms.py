@@ -52,6 +52,20 @@ def _greedy_nms(boxes, iou_thres, max_det):
         size = min(n, size * 2)
 
 
+def checked_prediction(prediction, conf_thres, iou_thres):
+    """(prediction tensor to run NMS on, device to return detections on), thresholds checked."""
+    if not 0 <= conf_thres <= 1:
+        raise ValueError(f"conf_thres={conf_thres} is not in [0, 1]")
+    if not 0 <= iou_thres <= 1:
+        raise ValueError(f"iou_thres={iou_thres} is not in [0, 1]")
+    if isinstance(prediction, (list, tuple)):
+        prediction = prediction[0]  # eval-mode model output: (inference out, train out)
+    device = prediction.device
+    if device.type == "mps":  # torchvision NMS is not implemented on MPS
+        prediction = prediction.cpu()
+    return prediction, device
+
+
 def non_max_suppression(prediction, conf_thres=0.25, iou_thres=0.45, classes=None, agnostic=False,
                         multi_label=False, labels=(), max_det=300, nm=0):
     """YOLOv5 NMS: a list with one (n, 6 + nm) tensor [x1, y1, x2, y2, conf, cls, masks...] per image.
@@ -64,15 +78,7 @@ def non_max_suppression(prediction, conf_thres=0.25, iou_thres=0.45, classes=Non
 
     The whole batch is filtered and sorted by a handful of tensor ops; only the NMS call itself runs per image.
     """
-    if not 0 <= conf_thres <= 1:
-        raise ValueError(f"conf_thres={conf_thres} is not in [0, 1]")
-    if not 0 <= iou_thres <= 1:
-        raise ValueError(f"iou_thres={iou_thres} is not in [0, 1]")
-    if isinstance(prediction, (list, tuple)):
-        prediction = prediction[0]  # eval-mode model output: (inference out, train out)
-    device = prediction.device
-    if device.type == "mps":  # torchvision NMS is not implemented on MPS
-        prediction = prediction.cpu()
+    prediction, device = checked_prediction(prediction, conf_thres, iou_thres)
     with single_threaded():  # thousands of tiny ops: 37 ms/image on 2 busy cores with 2 threads, 8 ms with one
         return _suppress(prediction, device, conf_thres, iou_thres, classes, agnostic, multi_label, labels, max_det,
                          nm)

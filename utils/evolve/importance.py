@@ -6,16 +6,14 @@ hyp that varied is scored, on a log scale when all its values are above 0. The c
 evolve.png. Optuna is optional: without it the importances are skipped with a message.
 """
 
-import contextlib
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from utils.evolve.meta import METRIC_KEYS, fitness
 from utils.evolve.store import EvolveStore
+from utils.files import atomic_open
 from utils.log import LOGGER, colorstr
 
 IMAGE_NAME = "evolve_importance.png"
@@ -76,15 +74,8 @@ def plot_importance(importances, path, rows=None):
     ax.set_title(f"Which hyps mattered{f' ({rows} rows of evolve.csv)' if rows else ''}", fontsize=10)
     ax.tick_params(labelsize=8)
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=".evolve_importance.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=150)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=150)
     return path
 
 

@@ -1,15 +1,13 @@
 """evolve.png: one panel per hyp, fitness against the hyp's value, points coloured by density, the best marked."""
 
-import contextlib
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from utils.evolve.meta import METRIC_KEYS, fitness
 from utils.evolve.store import EvolveStore
+from utils.files import atomic_open
 from utils.log import LOGGER
 
 
@@ -57,14 +55,7 @@ def plot_evolve(evolve_csv, columns=5):
             ax.set_yticklabels([])
         LOGGER.info(f"{key:>15}: {column[best]:.3g}")
     out = evolve_csv.with_suffix(".png")
-    fd, tmp = tempfile.mkstemp(prefix=".evolve.", suffix=".png", dir=out.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=200)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    with atomic_open(out, "wb") as f:
+        fig.savefig(f, format="png", dpi=200)
     LOGGER.info(f"Saved {out}")
     return out

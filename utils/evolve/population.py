@@ -15,7 +15,7 @@ import numpy as np
 import yaml
 
 from utils.evolve.ga import constrain, crossover
-from utils.evolve.store import write_file
+from utils.files import atomic_write_text
 from utils.log import LOGGER
 
 STATE_NAME = "evolve_population.yaml"
@@ -77,7 +77,7 @@ class PopulationMethod:
         return state
 
     def _save(self, state):
-        write_file(self.state_file, yaml.safe_dump(state, sort_keys=False))
+        atomic_write_text(self.state_file, yaml.safe_dump(state, sort_keys=False))
 
     def _seed_hyps(self):
         """Hyp dicts from the YAML files of --evolve-population DIR (their evolvable keys), else the initial hyps."""

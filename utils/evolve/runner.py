@@ -22,12 +22,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from utils.evolve.meta import METRIC_KEYS, evolution_space, fitness, unknown_keys
 from utils.evolve.methods import get_method
 from utils.evolve.store import EvolveStore, summary_text
 from utils.files import ROOT
+from utils.hyp import load_hyp
 from utils.log import LOGGER, colorstr
 
 STOP, WAIT = "stop", "wait"
@@ -40,22 +40,6 @@ def evolve_folder(opt):
     if project.resolve() in ((ROOT / "runs/train").resolve(), Path("runs/train").resolve()):
         project = ROOT / "runs/evolve"
     return project / (getattr(opt, "name", None) or "exp")
-
-
-def load_hyp(hyp):
-    """The hyp dict from a dict or a YAML path (relative paths are also tried from the project root)."""
-    if isinstance(hyp, dict):
-        return dict(hyp)
-    path = Path(hyp or ROOT / "data/hyps/hyp.scratch-low.yaml")
-    if not path.exists() and (ROOT / path).exists():
-        path = ROOT / path
-    if not path.exists():
-        raise FileNotFoundError(f"hyp file {path} not found: pass --hyp with an existing YAML such as "
-                                "data/hyps/hyp.scratch-low.yaml")
-    loaded = yaml.safe_load(path.read_text())
-    if not isinstance(loaded, dict):
-        raise ValueError(f"{path} is not a hyp YAML (a mapping of hyp names to numbers)")
-    return loaded
 
 
 def seed_entropy(opt):
@@ -110,7 +94,7 @@ class Evolution:
         self.folder.mkdir(parents=True, exist_ok=True)
         opt.noval, opt.nosave, opt.save_dir = True, True, str(self.folder)  # validate and save only the final epoch
 
-        raw_hyp = load_hyp(getattr(opt, "hyp", None))
+        raw_hyp = load_hyp(getattr(opt, "hyp", None) or "hyp.scratch-low.yaml")
         try:
             self.hyp, self.meta = evolution_space(raw_hyp, bool(getattr(opt, "noautoanchor", False)))
         except ValueError as e:

@@ -33,12 +33,6 @@ VERIFY_KEYS = ("row", "seed", "fitness") + METRIC_KEYS
 CLAIM_TTL_S = 7 * 24 * 3600  # a claim from another host whose liveness cannot be checked expires after this
 
 
-def write_file(path, text):
-    """Replace `path` atomically with `text`, readable by all like a plainly written file (mkstemp makes it 0600)."""
-    atomic_write_text(path, text)
-    os.chmod(path, 0o644)
-
-
 def csv_header(keys):
     """evolve.csv's header line as YOLOv5 writes it: each key right-aligned to width 20, comma-separated."""
     return ("%20s," * len(keys) % tuple(keys)).rstrip(",") + "\n"
@@ -195,9 +189,9 @@ class EvolveStore:
             else:
                 text = csv_header(keys)
             text += csv_row(results + tuple(hyp.values()))
-            write_file(self.csv, text)
+            atomic_write_text(self.csv, text)
             _, values = self.read()
-            write_file(self.yaml, evolved_yaml_text(keys, values))
+            atomic_write_text(self.yaml, evolved_yaml_text(keys, values))
             if claim_id is not None:
                 self.release(claim_id)
             return len(values) - 1
@@ -205,7 +199,7 @@ class EvolveStore:
     def replace_yaml(self, text):
         """Rewrite hyp_evolved.yaml with `text` (the verdict of --evolve-verify), under the lock."""
         with self.locked():
-            write_file(self.yaml, text)
+            atomic_write_text(self.yaml, text)
 
     # evolve_verify.csv ------------------------------------------------------------------------------------------
     def read_verify(self):
@@ -232,7 +226,7 @@ class EvolveStore:
         with self.locked():
             text = self.verify_csv.read_text() if self.verify_csv.exists() else ""
             text = text[: text.rfind("\n") + 1] or csv_header(VERIFY_KEYS)  # a torn tail is dropped
-            write_file(self.verify_csv, text + line)
+            atomic_write_text(self.verify_csv, text + line)
             if claim_id is not None:
                 self.release(claim_id, VERIFY_CLAIMS_DIR)
 
