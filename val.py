@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent
 if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))  # so `python path/to/val.py` finds models/ and utils/
 
-from models.common import Conv  # noqa: E402
+from models.common import fuse_convs, unfused_convs  # noqa: E402
 from models.experimental import attempt_load  # noqa: E402
 from utils.boxes import scale_boxes, xywh2xyxy, xyxy2xywh  # noqa: E402
 from utils.cli import run_cli  # noqa: E402
@@ -34,7 +34,6 @@ from utils.files import increment_path  # noqa: E402
 from utils.label_cache import TQDM_BAR_FORMAT  # noqa: E402
 from utils.log import LOGGER, colorstr  # noqa: E402
 from utils.metrics import ConfusionMatrix, ap_per_class, iou_thresholds, process_batch  # noqa: E402
-from utils.model_utils import fuse_conv_and_bn  # noqa: E402
 from utils.nms import non_max_suppression  # noqa: E402
 from utils.plot_metrics import plot_val_study  # noqa: E402
 from utils.plots import output_to_target, plot_images  # noqa: E402
@@ -81,12 +80,8 @@ def _load_model(weights, device, half, imgsz, batch_size):
 def _validation_model(model, precision):
     """The network to validate a training model with: a copy with every Conv's BatchNorm folded in, as YOLOv5 deploys
     it (the EMA that goes on training stays untouched), in the precision's memory format."""
-    if any(isinstance(m, Conv) and hasattr(m, "bn") for m in model.modules()):
-        model = deepcopy(model)
-        for m in model.modules():
-            if isinstance(m, Conv) and hasattr(m, "bn"):
-                m.conv = fuse_conv_and_bn(m.conv, m.bn)
-                delattr(m, "bn")
+    if unfused_convs(model):
+        model = fuse_convs(deepcopy(model))
     return precision.model(model.eval())
 
 

@@ -11,16 +11,7 @@ import torchvision
 
 from utils.boxes import xywh2xyxy
 from utils.log import LOGGER
-from utils.nms import MAX_NMS, MAX_WH, checked_prediction
-
-
-def _label_rows(labels, nc, nm, like):
-    """Autolabelling rows (save-hybrid): (n, 5 + nc + nm) with obj 1 and a one-hot class, from [cls, xywh]."""
-    rows = torch.zeros((len(labels), nc + nm + 5), device=like.device, dtype=like.dtype)
-    rows[:, :4] = labels[:, 1:5]
-    rows[:, 4] = 1.0
-    rows[range(len(labels)), labels[:, 0].long() + 5] = 1.0
-    return rows
+from utils.nms import MAX_NMS, MAX_WH, checked_prediction, label_rows
 
 
 def yolov5_non_max_suppression(prediction, conf_thres=0.25, iou_thres=0.45, classes=None, agnostic=False,
@@ -48,7 +39,7 @@ def yolov5_non_max_suppression(prediction, conf_thres=0.25, iou_thres=0.45, clas
     for xi, x in enumerate(prediction):  # x: (anchors, 5 + nc + nm)
         x = x[candidates[xi]]
         if labels and len(labels[xi]):
-            x = torch.cat((x, _label_rows(labels[xi], nc, nm, x)), 0)
+            x = torch.cat((x, label_rows(labels[xi], nc, nm, x)), 0)
         if not x.shape[0]:
             continue
 

@@ -5,6 +5,8 @@ import math
 import torch
 from torch import nn
 
+from utils.model_utils import fuse_conv_and_bn
+
 BN_EPS, BN_MOMENTUM = 1e-3, 0.03  # YOLOv5's BatchNorm settings
 
 
@@ -35,6 +37,19 @@ class Conv(nn.Module):
 
     def forward_fuse(self, x):
         return self.act(self.conv(x))
+
+
+def unfused_convs(model):
+    """The Conv layers of `model` whose BatchNorm is not folded into the convolution yet."""
+    return [m for m in model.modules() if isinstance(m, Conv) and "bn" in m._modules]
+
+
+def fuse_convs(model):
+    """Fold every Conv's BatchNorm into its convolution, in place (outputs unchanged); returns `model`."""
+    for m in unfused_convs(model):
+        m.conv = fuse_conv_and_bn(m.conv, m.bn)
+        del m.bn
+    return model
 
 
 class DWConv(Conv):

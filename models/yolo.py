@@ -18,10 +18,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))  # so `python models/yolo.py` finds models/ and utils/
 
-from models.common import C3, SPP, SPPF, Bottleneck, BottleneckCSP, Concat, Conv, DWConv, Focus  # noqa: E402
+from models.common import C3, SPP, SPPF, Bottleneck, BottleneckCSP, Concat, Conv, DWConv, Focus, fuse_convs  # noqa: E402
 from utils.autoanchor import check_anchor_order  # noqa: E402
 from utils.log import LOGGER  # noqa: E402
-from utils.model_utils import fuse_conv_and_bn, initialize_weights, make_divisible, model_info, scale_img  # noqa: E402
+from utils.model_utils import initialize_weights, make_divisible, model_info, scale_img  # noqa: E402
 from utils.precision import single_threaded  # noqa: E402
 
 # The module names a model YAML may use. Looked up by name: a YAML is data, never evaluated as code.
@@ -123,10 +123,7 @@ class BaseModel(nn.Module):
     def fuse(self):
         """Fold every Conv's BatchNorm into its convolution (inference only; outputs unchanged)."""
         LOGGER.info("Fusing layers... ")
-        for m in self.model.modules():
-            if isinstance(m, Conv) and hasattr(m, "bn"):
-                m.conv = fuse_conv_and_bn(m.conv, m.bn)
-                delattr(m, "bn")
+        fuse_convs(self.model)
         self.info()
         return self
 

@@ -14,7 +14,7 @@ MAX_NMS = 30000  # most boxes passed to torchvision.ops.nms per image
 FIRST_PREFIX = 2048  # boxes given to the first NMS pass of an image; doubled until max_det boxes are kept
 
 
-def _label_rows(labels, nc, nm, like):
+def label_rows(labels, nc, nm, like):
     """Autolabelling rows (save-hybrid): (n, 5 + nc + nm) with obj 1 and a one-hot class, from [cls, xywh]."""
     rows = torch.zeros((len(labels), nc + nm + 5), device=like.device, dtype=like.dtype)
     rows[:, :4] = labels[:, 1:5]
@@ -27,7 +27,7 @@ def _batch_rows(prediction, conf_thres, labels, nc, nm):
     """Every anchor row above conf_thres in the batch, then each image's label rows: (rows, image index of each)."""
     image, anchor = (prediction[..., 4] > conf_thres).nonzero(as_tuple=True)
     rows = prediction[image, anchor]  # a copy: the caller's tensor is never modified
-    extra = [(i, _label_rows(x, nc, nm, rows)) for i, x in enumerate(labels or ()) if len(x)]
+    extra = [(i, label_rows(x, nc, nm, rows)) for i, x in enumerate(labels or ()) if len(x)]
     if extra:
         rows = torch.cat([rows] + [x for _, x in extra])
         image = torch.cat([image] + [torch.full((len(x),), i, device=image.device) for i, x in extra])

@@ -127,7 +127,7 @@ class EpochRunner:
         for i, (images, targets, paths, _) in batches:
             iteration = i + num_batches * epoch  # counted from the start of training
             images = self.precision.batch(images.to(self.device, non_blocking=True))  # uint8: the cheap copy
-            images = images.to(self.precision.input_dtype) / 255
+            images = images.to(self.precision.input_dtype).div_(255)  # .to() copied the uint8 batch
             targets = targets.to(self.device)
 
             accumulate = accumulate_steps(iteration, self.warmup_iters, self.batch_size)
