@@ -3,6 +3,7 @@
 import torch
 from torch import nn
 
+from models.mixed_convs import MixConv2d  # noqa: F401  (YOLOv5's path for it)
 from models.yolo import Detect, DetectionModel
 from utils.checkpoint import load_checkpoint
 from utils.downloads import attempt_download
@@ -47,4 +48,4 @@ def attempt_load(weights, device=None, inplace=True, fuse=True):
     return model
 
 
-__all__ = ["Ensemble", "attempt_load", "DetectionModel"]
+__all__ = ["Ensemble", "attempt_load", "DetectionModel", "MixConv2d"]

@@ -5,7 +5,6 @@ Usage:
 """
 
 import argparse
-import contextlib
 import math
 import sys
 from copy import deepcopy
@@ -18,23 +17,23 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))  # so `python models/yolo.py` finds models/ and utils/
 
-from models.common import C3, SPP, SPPF, Bottleneck, BottleneckCSP, Concat, Conv, DWConv, Focus, fuse_convs  # noqa: E402
+from models.common import Concat, Contract, Expand, fuse_convs  # noqa: E402
+from models.model_yaml import (  # noqa: E402
+    ACTIVATIONS,
+    CHANNEL_MODULES,
+    DEFAULT_CHANNEL_MULTIPLE,
+    MODULES,
+    REPEAT_INSIDE,
+    Conv_default_act,
+    ModelConfigError,
+    load_model_yaml,
+    resolve_arg,
+)
 from utils.autoanchor import check_anchor_order  # noqa: E402
 from utils.log import LOGGER  # noqa: E402
 from utils.model_utils import initialize_weights, make_divisible, model_info, scale_img  # noqa: E402
 from utils.precision import single_threaded  # noqa: E402
 
-# The module names a model YAML may use. Looked up by name: a YAML is data, never evaluated as code.
-MODULES = {
-    "Conv": Conv, "DWConv": DWConv, "Bottleneck": Bottleneck, "BottleneckCSP": BottleneckCSP, "C3": C3,
-    "SPP": SPP, "SPPF": SPPF, "Focus": Focus, "Concat": Concat,
-    "nn.Upsample": nn.Upsample, "nn.BatchNorm2d": nn.BatchNorm2d, "nn.Identity": nn.Identity,
-}
-CHANNEL_MODULES = (Conv, DWConv, Bottleneck, BottleneckCSP, C3, SPP, SPPF, Focus)  # args[0] is the output width
-REPEAT_INSIDE = (BottleneckCSP, C3)  # `number` becomes their inner repeat count, not a stack of copies
-ACTIVATIONS = {  # the model YAML's optional `activation:` key
-    "nn.SiLU()": nn.SiLU, "nn.ReLU()": nn.ReLU, "nn.Hardswish()": nn.Hardswish, "nn.LeakyReLU(0.1)": lambda: nn.LeakyReLU(0.1),
-}
 TTA_SCALES, TTA_FLIPS = (1, 0.83, 0.67), (None, 3, None)  # test-time augmentation: sizes, and 3 = left-right flip
 
 
@@ -251,51 +250,18 @@ class DetectionModel(BaseModel):
 Model = DetectionModel  # YOLOv5 keeps this name for older code and checkpoints
 
 
-class ModelConfigError(ValueError):
-    """A model YAML with a missing key, an unknown module or a malformed layer row."""
-
-
-def load_model_yaml(cfg):
-    """A model YAML as a dict; a bare name like 'yolov5s.yaml' is found under models/."""
-    import yaml
-
-    path = Path(cfg)
-    if not path.is_file() and (ROOT / "models" / path.name).is_file():
-        path = ROOT / "models" / path.name
-    if not path.is_file():
-        raise FileNotFoundError(f"model YAML {cfg} not found (also looked in {ROOT / 'models'}): pass --cfg with an "
-                                "existing file such as yolov5s.yaml")
-    try:
-        content = yaml.safe_load(path.read_text(encoding="utf-8", errors="ignore"))
-    except yaml.YAMLError as e:
-        raise ModelConfigError(f"{path} is not valid YAML: {e}") from None
-    if not isinstance(content, dict):
-        raise ModelConfigError(f"{path} must be a mapping with nc, depth_multiple, width_multiple, anchors, "
-                               "backbone and head")
-    content.setdefault("yaml_file", str(path))
-    return content
-
-
-def _resolve_arg(arg, names):
-    """A layer argument from the YAML: 'nc' and 'anchors' become their values, 'None' becomes None."""
-    if isinstance(arg, str):
-        if arg == "None":
-            return None
-        return names.get(arg, arg)  # other strings ('nearest') are literal arguments
-    return arg
-
-
 def parse_model(d, ch, verbose=True):
     """Build the layers of a model dict. ch: [input channels]. Returns (nn.Sequential of layers, saved layer indices).
 
     Each row [from, number, module, args] makes layer i reading layer(s) `from` (-1 = previous); `number` is scaled
-    by depth_multiple, output channels by width_multiple (rounded up to a multiple of 8).
+    by depth_multiple, output channels by width_multiple (rounded up to a multiple of channel_multiple, default 8).
     """
     where = d.get("yaml_file", "model YAML")
     missing = [k for k in ("nc", "depth_multiple", "width_multiple", "anchors", "backbone", "head") if k not in d]
     if missing:
         raise ModelConfigError(f"{where} lacks {', '.join(missing)}")
     anchors, nc, gd, gw = d["anchors"], d["nc"], d["depth_multiple"], d["width_multiple"]
+    channel_multiple = d.get("channel_multiple") or DEFAULT_CHANNEL_MULTIPLE
     activation = d.get("activation")
     if activation is not None and activation not in ACTIVATIONS:
         raise ModelConfigError(f"{where} activation: {activation!r} is not one of {', '.join(ACTIVATIONS)}")
@@ -315,12 +281,12 @@ def parse_model(d, ch, verbose=True):
             if m is None:
                 raise ModelConfigError(f"{where} layer {i}: unknown module {name!r}; known: "
                                        f"{', '.join([*MODULES, 'Detect'])}")
-            args = [_resolve_arg(a, {"nc": nc, "anchors": anchors}) for a in args]
+            args = [resolve_arg(a, {"nc": nc, "anchors": anchors}) for a in args]
             n = n_ = max(round(n * gd), 1) if n > 1 else n
             if m in CHANNEL_MODULES:
                 c1, c2 = ch[f], args[0]
                 if c2 != no:
-                    c2 = make_divisible(c2 * gw, 8)
+                    c2 = make_divisible(c2 * gw, channel_multiple)
                 args = [c1, c2, *args[1:]]
                 if m in REPEAT_INSIDE:
                     args.insert(2, n)
@@ -333,6 +299,10 @@ def parse_model(d, ch, verbose=True):
                 args.append([ch[x] for x in f])
                 if isinstance(args[1], int):  # a count of anchors per level: placeholders that AutoAnchor replaces
                     args[1] = [list(range(args[1] * 2))] * len(f)
+            elif m is Contract:
+                c2 = ch[f] * args[0] ** 2
+            elif m is Expand:
+                c2 = ch[f] // args[0] ** 2
             else:
                 c2 = ch[f]
 
@@ -348,18 +318,6 @@ def parse_model(d, ch, verbose=True):
                 ch = []
             ch.append(c2)
     return nn.Sequential(*layers), sorted(save)
-
-
-@contextlib.contextmanager
-def Conv_default_act(activation):
-    """Conv's default activation replaced for the duration of one build (a YAML's `activation:`), then restored."""
-    previous = Conv.default_act
-    if activation is not None:
-        Conv.default_act = activation
-    try:
-        yield
-    finally:
-        Conv.default_act = previous
 
 
 def main(argv=None):
