@@ -54,6 +54,7 @@ class MixConv2d(nn.Module):
             a *= np.array(k) ** 2
             a[0] = 1
             widths = [int(w) for w in np.linalg.lstsq(a, b, rcond=None)[0].round()]
+            widths[0] += c2 - sum(widths)  # rounding can miss c2 (YOLOv5 then fails at its BatchNorm): fix the first
         self.m = nn.ModuleList(nn.Conv2d(c1, w, kernel, s, kernel // 2, groups=math.gcd(c1, w), bias=False)
                                for kernel, w in zip(k, widths))
         self.bn = nn.BatchNorm2d(c2)
