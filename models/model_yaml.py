@@ -3,6 +3,7 @@
 import contextlib
 from pathlib import Path
 
+import yaml
 from torch import nn
 
 from models.common import (
@@ -26,8 +27,7 @@ from models.common import (
     GhostConv,
 )
 from models.mixed_convs import MixConv2d
-
-ROOT = Path(__file__).resolve().parents[1]
+from utils.files import ROOT
 
 # The module names a model YAML may use. Looked up by name: a YAML is data, never evaluated as code.
 CHANNEL_MODULES = (  # args[0] is the output width
@@ -51,8 +51,6 @@ class ModelConfigError(ValueError):
 
 def load_model_yaml(cfg):
     """A model YAML as a dict; a bare name like 'yolov5s.yaml' or 'yolov5s6.yaml' is found under models/ or models/hub/."""
-    import yaml
-
     path = Path(cfg)
     folders = [ROOT / "models", ROOT / "models/hub"]
     if not path.is_file():

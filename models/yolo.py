@@ -340,7 +340,7 @@ def parse_model(d, ch, verbose=True):
                 c2 = ch[f]
 
             layer = nn.Sequential(*(m(*args) for _ in range(n))) if n > 1 else m(*args)
-            type_name = f"{m.__module__}.{m.__name__}"
+            type_name = f"{m.__module__}.{m.__name__}".replace("__main__.", "")  # as YOLOv5 names it when run as a script
             n_params = sum(x.numel() for x in layer.parameters())
             layer.i, layer.f, layer.type, layer.np = i, f, type_name, n_params
             if verbose:
