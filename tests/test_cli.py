@@ -64,8 +64,9 @@ def test_argument_parser_takes_either_spelling():
 TRAIN_FLAGS = ["--batch-size", "8", "--img-size", "320", "--save-period", "2", "--image-weights", "--multi-scale",
                "--single-cls", "--sync-bn", "--exist-ok", "--cos-lr", "--label-smoothing", "0.1",
                "--evolve-population", "seeds", "--resume-evolve", "pop.yaml", "--upload-dataset", "val",
-               "--bbox-interval", "3", "--artifact-alias", "v2", "--ndjson-console", "--ndjson-file", "--local-rank",
-               "0", "--cache-images", "--linear-lr", "--evolve-method", "gp", "--ray-address", "auto"]
+               "--bbox-interval", "3", "--artifact-alias", "v2", "--ndjson-console", "--ndjson-file", "--log-imgs",
+               "8", "--log-artifacts", "--local-rank", "0", "--cache-images", "--linear-lr", "--evolve-method", "gp",
+               "--ray-address", "auto"]
 VAL_FLAGS = ["--batch-size", "4", "--img-size", "320", "--conf-thres", "0.1", "--iou-thres", "0.5", "--max-det", "9",
              "--single-cls", "--save-txt", "--save-hybrid", "--save-conf", "--save-json", "--exist-ok"]
 DETECT_FLAGS = ["--img-size", "320", "--conf-thres", "0.1", "--iou-thres", "0.5", "--max-det", "9", "--view-img",

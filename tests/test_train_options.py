@@ -89,6 +89,7 @@ def test_resume_restores_options(tmp_path):
     (dict(bbox_interval=5), "--bbox_interval"),
     (dict(artifact_alias="v3"), "--artifact_alias"),
     (dict(ndjson_console=True, ndjson_file=True), "--ndjson-console, --ndjson-file"),
+    (dict(log_imgs=8, log_artifacts=True), "--log-imgs, --log-artifacts"),
 ])
 def test_logger_flags_are_accepted_with_one_notice(flags, named, notices):
     opt = apply_legacy_flags(options(**flags))

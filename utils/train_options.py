@@ -18,14 +18,15 @@ class ResumeError(RuntimeError):
     """--resume cannot continue: the checkpoint is missing or its run already finished."""
 
 
-# YOLOv5's flags for its W&B, ClearML, Comet and NDJSON loggers: accepted with a notice; this toolkit has no such logger
+# YOLOv5's flags (4.0 to today) for its W&B, ClearML, Comet and NDJSON loggers, as it spells them, with their defaults:
+# accepted with a notice, since this toolkit has no such logger
 LOGGER_FLAGS = {"--entity": None, "--upload_dataset": False, "--bbox_interval": -1, "--artifact_alias": "latest",
-                "--ndjson-console": False, "--ndjson-file": False}  # flag as YOLOv5 spells it -> its default
+                "--ndjson-console": False, "--ndjson-file": False, "--log-imgs": 16, "--log-artifacts": False}
 
 
 def add_legacy_arguments(parser):
-    """Flags of YOLOv5 5.x tutorials and of YOLOv5's loggers, accepted, then mapped or noted as unused by
-    apply_legacy_flags (5.x ones hidden from --help)."""
+    """Flags of YOLOv5 4.x/5.x tutorials and of YOLOv5's loggers, accepted, then mapped or noted as unused by
+    apply_legacy_flags (the old ones hidden from --help)."""
     hidden = argparse.SUPPRESS
     parser.add_argument("--adam", action="store_true", help=hidden)
     parser.add_argument("--linear-lr", action="store_true", help=hidden)
@@ -39,6 +40,8 @@ def add_legacy_arguments(parser):
     parser.add_argument("--artifact_alias", type=str, default="latest", help=unused)
     parser.add_argument("--ndjson-console", action="store_true", help=unused)
     parser.add_argument("--ndjson-file", action="store_true", help=unused)
+    parser.add_argument("--log-imgs", type=int, default=16, help=hidden)
+    parser.add_argument("--log-artifacts", action="store_true", help=hidden)
 
 
 def apply_legacy_flags(opt):
@@ -87,8 +90,7 @@ def apply_legacy_flags(opt):
 def _population_flags(opt, notice):
     """--evolve_population / --resume_evolve belong to YOLOv5's population GA: they select --evolve-method population
     when no other method was asked for."""
-    flags = [flag for flag, key in (("--evolve_population", "evolve_population"), ("--resume_evolve", "resume_evolve"))
-             if getattr(opt, key, None)]
+    flags = [f"--{key}" for key in ("evolve_population", "resume_evolve") if getattr(opt, key, None)]
     method = getattr(opt, "evolve_method", "mutation")
     if not flags or method == "population":
         return
