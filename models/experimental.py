@@ -14,7 +14,7 @@ class Ensemble(nn.ModuleList):
     """Several detectors on the same image: their decoded predictions concatenated for one joint NMS."""
 
     def forward(self, x, augment=False, profile=False, visualize=False):
-        outputs = [module(x, augment=augment)[0] for module in self]  # each (bs, n_i, 5 + nc)
+        outputs = [module(x, augment, profile, visualize)[0] for module in self]  # each (bs, n_i, 5 + nc)
         return torch.cat(outputs, 1), None
 
 
