@@ -143,7 +143,8 @@ class C3SPP(C3):
 
     def __init__(self, c1, c2, k=(5, 9, 13), n=1, shortcut=True, g=1, e=0.5):
         super().__init__(c1, c2, n, shortcut, g, e)
-        self.m = SPP(int(c2 * e), int(c2 * e), k)
+        hidden = int(c2 * e)
+        self.m = SPP(hidden, hidden, k)
 
 
 class SPPF(nn.Module):

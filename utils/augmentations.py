@@ -264,7 +264,7 @@ class Albumentations:
                 A.ImageCompression(quality_range=(75, 100), p=0.0),
             ]
             self.transform = A.Compose(transforms, bbox_params=A.BboxParams(format="yolo", label_fields=["class_labels"]))
-            LOGGER.info(prefix + ", ".join(f"{t}".replace("always_apply=False, ", "") for t in transforms if t.p))
+            LOGGER.info(prefix + ", ".join(f"{t}" for t in transforms if t.p))
         except ImportError:
             pass
         except Exception as e:  # e.g. an albumentations 1.x, whose transforms take other arguments
