@@ -16,7 +16,10 @@ from utils.evolve.population import PopulationMethod
 
 
 class MutationMethod:
-    """YOLOv5's guide GA: mutate a parent picked from the best 5 rows; the very first candidate is the initial hyps."""
+    """YOLOv5's guide GA: mutate a parent picked from the best 5 rows; the very first candidate is the initial hyps.
+
+    Parents come from evolve.csv alone, so a candidate pruned at a rung (--evolve-prune) is never one.
+    """
 
     def __init__(self, initial_hyp, meta, folder=None, opt=None, parent="single", top=5):
         self.initial = constrain(initial_hyp, meta)
@@ -30,7 +33,7 @@ class MutationMethod:
     def propose(self, history, rng):
         if len(history) == 0:
             # processes started together: one trains the initial hyps, the others mutations of them
-            if not history.claims:
+            if not history.claims and not history.pruned:
                 return dict(self.initial)
             return mutate(self.initial, self.meta, rng)
         parents, scores = select_parents(history.metrics, history.hyps, self.top)

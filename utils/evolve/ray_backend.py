@@ -1,15 +1,19 @@
 """--ray: train candidates as Ray tasks, one per GPU (one per CPU when the cluster has no GPU), the driver records.
 
 Only the driver reads and writes the evolve folder, in the same formats and under the same lock as local runs, so
-Ray and plain processes can even share one evolution. Ray is optional: pip install "ray[default]".
+Ray and plain processes can even share one evolution. With --evolve-prune a task reports each rung to a RungJudge in
+an actor pinned to the driver's node, which records the rung in the folder and answers go on or stop, so the nodes
+need no shared filesystem. Ray is optional: pip install "ray[default]".
 """
 
 import os
 import time
 
-from utils.evolve.runner import STOP, WAIT, release_memory
+from utils.evolve.jobs import STOP, WAIT, finish_candidate, train_candidate
+from utils.evolve.prune import RungJudge, RungReporter
 from utils.files import ROOT
 from utils.log import LOGGER, colorstr
+from utils.memory import release_memory
 
 PREFIX = colorstr("evolve: ")
 
@@ -24,15 +28,35 @@ def import_ray():
     return ray
 
 
-def _train_task(train_fn, hyp, opt):
-    """Runs on a Ray worker: train on the GPU Ray assigned (it sets CUDA_VISIBLE_DEVICES) or on CPU."""
+def _train_task(train_fn, hyp, opt, reporter):
+    """Runs on a Ray worker: train on the GPU Ray assigned (it sets CUDA_VISIBLE_DEVICES) or on CPU.
+
+    Returns the 7 results, or the CandidatePruned that stopped the candidate at a rung.
+    """
     import ray
     import torch
 
     on_gpu = bool(ray.get_gpu_ids()) and torch.cuda.is_available()
     opt.device = "0" if on_gpu else "cpu"
-    results = train_fn(hyp, opt, torch.device("cuda:0" if on_gpu else "cpu"))
-    return tuple(float(x) for x in tuple(results)[:7])
+    outcome = train_candidate(train_fn, hyp, opt, torch.device("cuda:0" if on_gpu else "cpu"), reporter)
+    return outcome if isinstance(outcome, Exception) else tuple(float(x) for x in outcome[:7])
+
+
+class RemoteJudge:
+    """A RungJudge in a Ray actor on the driver's node, as tasks on any node see it: report() asks the actor."""
+
+    def __init__(self, ray, judge):
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
+        actor_class = ray.remote(RungJudge).options(num_cpus=0, max_restarts=0, scheduling_strategy=here)
+        self.actor = actor_class.remote(judge.folder, judge.hyp_keys, judge.rungs, judge.eta)
+        self.rungs, self.eta = judge.rungs, judge.eta
+
+    def report(self, candidate, epoch, results, hyp):
+        import ray
+
+        return ray.get(self.actor.report.remote(candidate, epoch, results, hyp))
 
 
 def task_options(resources):
@@ -60,6 +84,7 @@ def run_on_ray(source, device=None, train_fn=None, address=None, num_cpus=None, 
     LOGGER.info(f"{PREFIX}Ray cluster: up to {capacity} candidates at once ({options})")
     remote_train = ray.remote(_train_task).options(**options)
     train_ref = ray.put(train_fn)
+    judge = RemoteJudge(ray, source.judge) if source.judge else None
     in_flight = {}  # ObjectRef -> (hyp, ticket)
     recorded = 0
     try:
@@ -71,7 +96,9 @@ def run_on_ray(source, device=None, train_fn=None, address=None, num_cpus=None, 
                     if step in (STOP, WAIT):
                         break
                     hyp, ticket = step
-                    in_flight[remote_train.remote(train_ref, dict(hyp), source.candidate_opt(ticket))] = (hyp, ticket)
+                    reporter = RungReporter(judge, ticket, hyp) if judge else None
+                    ref = remote_train.remote(train_ref, dict(hyp), source.candidate_opt(ticket), reporter)
+                    in_flight[ref] = (hyp, ticket)
                 if not in_flight:
                     if step == STOP:
                         break
@@ -81,17 +108,19 @@ def run_on_ray(source, device=None, train_fn=None, address=None, num_cpus=None, 
                 for ref in done:
                     hyp, ticket = in_flight.pop(ref)
                     try:
-                        results = ray.get(ref)
+                        outcome = ray.get(ref)
                     except BaseException:
                         source.release(ticket)
                         raise
-                    source.record(hyp, results, ticket)
+                    finish_candidate(source, hyp, outcome, ticket)
                     recorded += 1
                 release_memory()
     finally:
         for ref, (_, ticket) in in_flight.items():
             ray.cancel(ref, force=True)
             source.release(ticket)
+        if judge is not None:
+            ray.kill(judge.actor)
         if started_here:
             ray.shutdown()
     return recorded

@@ -1,4 +1,5 @@
-"""The evolve folder's files, shared by every process: evolve.csv, hyp_evolved.yaml, evolve_verify.csv, claims.
+"""The evolve folder's files, shared by every process: evolve.csv, evolve_rungs.csv, hyp_evolved.yaml,
+evolve_verify.csv, claims.
 
 This is the only code that reads or writes them. Writers take an inter-process lock (fcntl.flock on .evolve.lock)
 and replace files atomically, so concurrent processes never lose a row, the header is written once, and any reader
@@ -20,6 +21,7 @@ import numpy as np
 import yaml
 
 from utils.evolve.meta import METRIC_KEYS, fitness
+from utils.evolve.rungs import RUNG_KEYS, RungRow, counted_rows, pruned_candidates
 from utils.files import atomic_write_text
 from utils.log import LOGGER, colorstr
 
@@ -30,6 +32,7 @@ CLAIMS_DIR = ".evolve_claims"
 VERIFY_NAME = "evolve_verify.csv"
 VERIFY_CLAIMS_DIR = ".evolve_verify_claims"
 VERIFY_KEYS = ("row", "seed", "fitness") + METRIC_KEYS
+RUNGS_NAME = "evolve_rungs.csv"
 CLAIM_TTL_S = 7 * 24 * 3600  # a claim from another host whose liveness cannot be checked expires after this
 
 
@@ -68,15 +71,26 @@ def summary_text(keys, values, generations, prefix="evolve: "):
 
 @dataclass
 class History:
-    """Every whole row of evolve.csv plus the candidates other trainings hold right now: what a method proposes from."""
+    """Every whole row of evolve.csv, the pruned candidates and the candidates in flight: what a method proposes from."""
 
     hyp_keys: tuple
     metrics: np.ndarray  # (rows, 7) in METRIC_KEYS order
     hyps: np.ndarray  # (rows, len(hyp_keys))
     claims: list = field(default_factory=list)  # hyp dicts in flight, from any process
+    pruned: list = field(default_factory=list)  # PrunedCandidate, in the order they were pruned (--evolve-prune)
 
     def __len__(self):
         return len(self.metrics)
+
+    @property
+    def finished(self):
+        """Candidates that ended: rows of evolve.csv plus pruned ones."""
+        return len(self) + len(self.pruned)
+
+    @property
+    def started(self):
+        """Candidates started, what --evolve N counts: finished plus in flight."""
+        return self.finished + len(self.claims)
 
     @property
     def fitness(self):
@@ -96,6 +110,7 @@ class EvolveStore:
         self.lock_file = self.folder / LOCK_NAME
         self.claims_dir = self.folder / CLAIMS_DIR
         self.verify_csv = self.folder / VERIFY_NAME
+        self.rungs_csv = self.folder / RUNGS_NAME
         self._thread_lock = threading.RLock()
         self._depth = 0
         self._lock_fd = None
@@ -164,13 +179,17 @@ class EvolveStore:
                 "it, or evolve into a new folder with another --name")
 
     def history(self, hyp_keys):
-        """The rows (metrics and hyps in `hyp_keys` order) and the live claims, for a method to propose from."""
-        keys, values = self.read()
+        """The rows (metrics and hyps in `hyp_keys` order), pruned candidates and live claims, for a method."""
+        with self.locked():
+            keys, values = self.read()
+            pruned = pruned_candidates(self.read_rungs(hyp_keys))
+            claims = self.claims()
         metric_count = len(METRIC_KEYS)
         if not keys:
-            return History(tuple(hyp_keys), np.zeros((0, metric_count)), np.zeros((0, len(hyp_keys))), self.claims())
-        self.check_keys(hyp_keys)
-        return History(tuple(hyp_keys), values[:, :metric_count], values[:, metric_count:], self.claims())
+            values = np.zeros((0, metric_count + len(hyp_keys)))
+        else:
+            self.check_keys(hyp_keys)
+        return History(tuple(hyp_keys), values[:, :metric_count], values[:, metric_count:], claims, pruned)
 
     def append(self, results, hyp, claim_id=None):
         """Add one generation (7 results, hyp dict) to evolve.csv, rewrite hyp_evolved.yaml, drop its claim.
@@ -200,6 +219,44 @@ class EvolveStore:
         """Rewrite hyp_evolved.yaml with `text` (the verdict of --evolve-verify), under the lock."""
         with self.locked():
             atomic_write_text(self.yaml, text)
+
+    # evolve_rungs.csv -------------------------------------------------------------------------------------------
+    def read_rungs(self, hyp_keys):
+        """evolve_rungs.csv's whole rows as RungRow, in file order (empty without the file)."""
+        if not self.rungs_csv.exists():
+            return []
+        lines = self.rungs_csv.read_text().split("\n")[:-1]
+        expected = RUNG_KEYS + tuple(hyp_keys)
+        if lines and tuple(k.strip() for k in lines[0].split(",")) != expected:
+            raise ValueError(f"{self.rungs_csv} has other columns than this evolution's: use the same --hyp and "
+                             "--noautoanchor as the run that started it, or evolve into a new folder with another --name")
+        rows = []
+        for number, line in enumerate(lines[1:], start=2):
+            fields = [f.strip() for f in line.split(",")]
+            try:
+                if len(fields) != len(expected):
+                    raise ValueError(f"{len(fields)} fields, the header has {len(expected)}")
+                numbers = [float(x) for x in fields[3:]]
+            except ValueError as e:
+                raise ValueError(f"{self.rungs_csv} line {number} is malformed ({e}): fix or delete that line") from e
+            rows.append(RungRow(fields[0], int(fields[1]), fields[2], numbers[0], tuple(numbers[1:8]),
+                                dict(zip(hyp_keys, numbers[8:]))))
+        return rows
+
+    def counted_rungs(self, hyp_keys):
+        """The rung rows of candidates that ended or are in flight (counted_rows), read under the lock."""
+        with self.locked():
+            return counted_rows(self.read_rungs(hyp_keys), self.live_claims())
+
+    def append_rung(self, candidate, epoch, state, results, hyp):
+        """Add one row (a candidate at a rung: its state and 7 results there) to evolve_rungs.csv, under the lock."""
+        results = tuple(float(x) for x in results)[: len(METRIC_KEYS)]
+        line = (f"{candidate:>20s},{int(epoch):20d},{state:>20s},"
+                + csv_row((float(fitness(results)),) + results + tuple(hyp.values())))
+        with self.locked():
+            text = self.rungs_csv.read_text() if self.rungs_csv.exists() else ""
+            text = text[: text.rfind("\n") + 1] or csv_header(RUNG_KEYS + tuple(hyp))  # a torn tail is dropped
+            atomic_write_text(self.rungs_csv, text + line)
 
     # evolve_verify.csv ------------------------------------------------------------------------------------------
     def read_verify(self):
@@ -250,10 +307,14 @@ class EvolveStore:
 
     def claims(self, pool=CLAIMS_DIR):
         """Items of the live claims in `pool`; claims of processes that died (killed, crashed) are deleted."""
+        return list(self.live_claims(pool).values())
+
+    def live_claims(self, pool=CLAIMS_DIR):
+        """{claim id: item} of the live claims in `pool`, in id order; claims of processes that died are deleted."""
         folder = self.folder / pool
         if not folder.exists():
-            return []
-        live = []
+            return {}
+        live = {}
         with self.locked():
             for path in sorted(folder.glob("*.json")):
                 try:
@@ -265,7 +326,7 @@ class EvolveStore:
                     with contextlib.suppress(FileNotFoundError):
                         path.unlink()
                     continue
-                live.append(item)
+                live[path.stem] = item
         return live
 
 

@@ -17,8 +17,8 @@ import numpy as np
 import yaml
 
 from utils.evolve.ga import constrain
+from utils.evolve.jobs import STOP, WAIT
 from utils.evolve.meta import METRIC_KEYS, fitness
-from utils.evolve.runner import STOP, WAIT
 from utils.evolve.store import VERIFY_CLAIMS_DIR
 from utils.log import LOGGER, colorstr
 
@@ -155,6 +155,8 @@ def verified_yaml_text(verdict, seeds, last_row):
 class Verification:
     """The verification jobs of one evolve folder, as the runner's loops consume them (like Evolution's generations)."""
 
+    judge = None  # verification trainings run all their epochs, never pruned
+
     def __init__(self, evolution, k):
         self.evolution = evolution
         self.store = evolution.store
@@ -173,10 +175,10 @@ class Verification:
         """WAIT while generations are in flight, STOP when every job is done or claimed, else (hyp, Job)."""
         with self.store.locked():
             history, candidates, results = self.state()
-            self.unfinished = len(history) + len(history.claims) < self.evolution.target
+            self.unfinished = history.started < self.evolution.target
             if self.unfinished:
                 return STOP
-            if len(history) < self.evolution.target:
+            if history.finished < self.evolution.target:
                 return WAIT
             in_flight = {(int(c["row"]), int(c["seed"])) for c in self.store.claims(VERIFY_CLAIMS_DIR)}
             for seed in self.seeds:  # seed-major: the initial hyps and each row are paired early
