@@ -7,6 +7,7 @@ whichever process trained it; otherwise it stops there (pruned). The rule is Opt
 decision reads evolve_rungs.csv directly, under the folder's lock, the moment a rung is reached.
 """
 
+from utils.evolve.ga import round_significant
 from utils.evolve.meta import METRIC_KEYS, fitness
 from utils.evolve.rungs import PROMOTED, PRUNED
 from utils.evolve.store import EvolveStore
@@ -56,7 +57,7 @@ class RungJudge:
 
     def report(self, candidate, epoch, results, hyp):
         """Record `candidate` (its claim token) at rung `epoch`; True: it goes on, False: pruned, its claim released."""
-        value = float(fitness(results[:4]))
+        value = round_significant(fitness(results[:4]))  # as evolve_rungs.csv holds it, so the file replays the decision
         with self.store.locked():
             competitors = [row.fitness for row in self.store.counted_rungs(self.hyp_keys)
                            if row.epoch == epoch and row.candidate != candidate]
