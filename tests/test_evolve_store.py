@@ -157,3 +157,37 @@ def test_print_mutation_keeps_yolov5s_call(tmp_path):
     assert EvolveStore(tmp_path).row_count() == 2
     with pytest.raises(ValueError, match="bucket"):
         print_mutation(keys, RESULTS, HYP, tmp_path, "my-bucket")
+
+
+# evolve_rungs.csv ----------------------------------------------------------------------------------------------------
+def test_rung_rows_round_trip_with_yolov5s_number_format(tmp_path):
+    store = EvolveStore(tmp_path)
+    store.append_rung("host-12-abcdef01", 3, "pruned", RESULTS, HYP)
+    lines = store.rungs_csv.read_text().splitlines()
+    assert [k.strip() for k in lines[0].split(",")] == ["candidate", "epoch", "state", "fitness", *METRIC_KEYS, *HYP]
+    assert lines[1].split(",")[1:4] == [f"{3:20d}", f"{'pruned':>20s}", f"{0.1 * 0.6 + 0.9 * 0.3:20.5g}"]
+    (row,) = store.read_rungs(tuple(HYP))
+    assert (row.candidate, row.epoch, row.state, row.metrics, row.hyp) == ("host-12-abcdef01", 3, "pruned",
+                                                                          tuple(RESULTS), HYP)
+
+
+def test_rung_file_torn_tail_dropped_and_bad_files_explained(tmp_path):
+    store = EvolveStore(tmp_path)
+    store.append_rung("a", 1, "promoted", RESULTS, HYP)
+    with open(store.rungs_csv, "a") as f:
+        f.write("b,   1,  pro")  # a writer killed mid-row
+    assert len(store.read_rungs(tuple(HYP))) == 1
+    store.append_rung("c", 1, "pruned", RESULTS, HYP)
+    assert [r.candidate for r in store.read_rungs(tuple(HYP))] == ["a", "c"]
+    with pytest.raises(ValueError, match="--noautoanchor"):
+        store.read_rungs(("lr0",))
+    with open(store.rungs_csv, "a") as f:
+        f.write("d,1,pruned,x\n")
+    with pytest.raises(ValueError, match="evolve_rungs.csv line 4 is malformed"):
+        store.read_rungs(tuple(HYP))
+
+
+def test_live_claims_are_keyed_by_their_token(tmp_path):
+    store = EvolveStore(tmp_path)
+    first, second = store.claim(HYP), store.claim({"lr0": 0.02})
+    assert store.live_claims() == {first: HYP, second: {"lr0": 0.02}}
