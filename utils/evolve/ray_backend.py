@@ -10,7 +10,7 @@ import os
 import time
 
 from utils.evolve.jobs import STOP, WAIT, finish_candidate, train_candidate
-from utils.evolve.prune import RungJudge, RungReporter
+from utils.evolve.prune import CandidatePruned, RungJudge, RungReporter
 from utils.files import ROOT
 from utils.log import LOGGER, colorstr
 from utils.memory import release_memory
@@ -39,7 +39,7 @@ def _train_task(train_fn, hyp, opt, reporter):
     on_gpu = bool(ray.get_gpu_ids()) and torch.cuda.is_available()
     opt.device = "0" if on_gpu else "cpu"
     outcome = train_candidate(train_fn, hyp, opt, torch.device("cuda:0" if on_gpu else "cpu"), reporter)
-    return outcome if isinstance(outcome, Exception) else tuple(float(x) for x in outcome[:7])
+    return outcome if isinstance(outcome, CandidatePruned) else tuple(float(x) for x in outcome[:7])
 
 
 class RemoteJudge:
@@ -51,7 +51,7 @@ class RemoteJudge:
         here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
         actor_class = ray.remote(RungJudge).options(num_cpus=0, max_restarts=0, scheduling_strategy=here)
         self.actor = actor_class.remote(judge.folder, judge.hyp_keys, judge.rungs, judge.eta)
-        self.rungs, self.eta = judge.rungs, judge.eta
+        self.rungs = judge.rungs
 
     def report(self, candidate, epoch, results, hyp):
         import ray

@@ -113,7 +113,7 @@ class Evolution:
         self.judge = self._judge(opt)
         self.entropy = seed_entropy(opt)
         self.worker_dir = self.folder / "candidates" / f"{socket.gethostname()}-{os.getpid()}"
-        self.trained, self.pruned = 0, 0  # candidates this process finished, and of those the pruned ones
+        self.trained = 0  # candidates this process finished, pruned ones included
         self.bar = None
 
     def _judge(self, opt):
@@ -175,7 +175,6 @@ class Evolution:
     def record_pruned(self, hyp, pruned, claim_id):
         """Log a candidate stopped at a rung: its row in evolve_rungs.csv and its claim were handled by the judge."""
         self.trained += 1
-        self.pruned += 1
         LOGGER.info(f"{PREFIX}candidate {claim_id} pruned at epoch {pruned.epoch}: fitness "
                     f"{float(fitness(pruned.results[:4])):.5g} not among the best 1/{self.judge.eta} there\n")
         log_hparams(self.folder, f"pruned_{claim_id}", hyp, pruned.results, (PRUNED, pruned.epoch))
