@@ -77,6 +77,14 @@ def assert_decisions_follow_the_rule(rows, eta=3):
         seen.setdefault(row.epoch, []).append(row.fitness)
 
 
+def hparams_epochs(run):
+    """The `epochs` metric a TensorBoard HParams run holds (the rung where a pruned candidate stopped)."""
+    accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    events = accumulator.EventAccumulator(str(run))
+    events.Reload()
+    return events.Scalars("epochs")[0].value
+
+
 @pytest.fixture
 def log_lines():
     """The project LOGGER's messages while the test runs (it does not propagate to pytest's caplog)."""
@@ -231,6 +239,7 @@ def test_pruned_evolution_counts_candidates_started_and_keeps_yolov5s_layout(tmp
     assert tuple(best.values()) in completed_hyps
     runs = sorted(p.name for p in (folder / "hparams").iterdir())
     assert sum(name.startswith("pruned_") for name in runs) == len(pruned)
+    assert hparams_epochs(folder / "hparams" / f"pruned_{pruned[0].candidate}") == pruned[0].epoch
     epochs_spent = 9 * len(values) + sum(r.epoch for r in pruned)
     assert any(f"{epochs_spent} training epochs spent, 90 without pruning" in line for line in log_lines)
     assert not list((folder / ".evolve_claims").glob("*.json"))

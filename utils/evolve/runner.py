@@ -123,8 +123,8 @@ class Evolution:
         eta = int(getattr(opt, "evolve_prune_eta", 3))
         rungs = rung_epochs(getattr(opt, "evolve_prune_min_epochs", 1), eta, opt.epochs)
         if rungs:
-            LOGGER.info(f"{PREFIX}pruning: candidates are validated at epochs {', '.join(map(str, rungs))} and "
-                        f"{opt.epochs}; at each of those rungs only the best 1/{eta} go on ({self.store.rungs_csv})")
+            LOGGER.info(f"{PREFIX}pruning: candidates are validated at the rungs, epochs {', '.join(map(str, rungs))}, "
+                        f"and at epoch {opt.epochs}; past each rung only the best 1/{eta} go on ({self.store.rungs_csv})")
         else:
             LOGGER.warning(f"{PREFIX}--evolve-prune: no rung below --epochs {opt.epochs}, nothing will be pruned")
         return RungJudge(self.folder, self.keys, rungs, eta)
