@@ -281,6 +281,8 @@ def parse_opt(known=False):
     parser.add_argument("--ray", action="store_true", help="run --evolve candidates as Ray tasks")
     parser.add_argument("--ray-address", type=str, default=None, help="Ray cluster address (default: local)")
     parser.add_argument("--evolve-verify", type=int, default=0, help="retrain the best rows on K unseen seeds")
+    parser.add_argument("--evolve-claim-grace", type=float, default=5.0,
+                        help="minutes without a heartbeat after which a candidate in flight counts as lost and is redone")
     add_legacy_arguments(parser)
     return parser.parse_known_args()[0] if known else parser.parse_args()
 
