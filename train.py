@@ -287,6 +287,8 @@ def parse_opt(known=False):
     parser.add_argument("--evolve-prune", action="store_true", help="stop weak --evolve candidates early (ASHA)")
     parser.add_argument("--evolve-prune-min-epochs", type=int, default=1, help="first rung R: epochs R, R*eta, ...")
     parser.add_argument("--evolve-prune-eta", type=int, default=3, help="the best 1/eta of each rung go on")
+    parser.add_argument("--evolve-claim-grace", type=float, default=5.0,
+                        help="minutes without a heartbeat after which a candidate in flight counts as lost and is redone")
     add_legacy_arguments(parser)
     return parser.parse_known_args()[0] if known else parser.parse_args()
 

@@ -5,7 +5,8 @@ candidates started in that folder: rows of evolve.csv, candidates pruned (--evol
 candidates in flight; a process starts no new one once they reach N, so rerunning the command after a crash continues to
 N, and 4 processes on 4 GPUs finish N generations about 4x sooner. With --evolve-verify K the same loops then run the
 verification jobs (verify.py); at the end evolve.png and, when optuna is installed, the hyp importances (importance.py)
-are drawn beside evolve.csv.
+are drawn beside evolve.csv. Once they reach N a process waits for the candidates in flight and takes over any whose
+claim went stale (its process died or its host was lost: claims.py).
 
 run_local and ray_backend.run_on_ray consume a job source (jobs.py): Evolution (generations) or Verification.
 """
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from utils.evolve.claims import DEFAULT_GRACE_MIN
 from utils.evolve.jobs import STOP, WAIT, finish_candidate, train_candidate
 from utils.evolve.meta import METRIC_KEYS, evolution_space, fitness, unknown_keys
 from utils.evolve.methods import get_method
@@ -99,7 +101,8 @@ class Evolution:
         if unknown_keys(self.hyp):
             LOGGER.warning(f"{PREFIX}hyps not in the meta table stay fixed: {', '.join(unknown_keys(self.hyp))}")
         self.keys = tuple(self.hyp)
-        self.store = EvolveStore(self.folder)
+        grace_min = float(getattr(opt, "evolve_claim_grace", None) or DEFAULT_GRACE_MIN)
+        self.store = EvolveStore(self.folder, claim_grace_s=grace_min * 60)
         method_name = getattr(opt, "evolve_method", None) or "mutation"
         with self.store.locked():
             self.store.check_keys(self.keys)
@@ -134,12 +137,13 @@ class Evolution:
         return self.store.history(self.keys).finished
 
     def next_candidate(self):
-        """STOP when candidates started reach the target, WAIT when the method must wait for others, else (hyp, claim)."""
+        """STOP when candidates that ended reach the target; WAIT while candidates in flight elsewhere fill it (their
+        claims may turn stale and free their slots) or the method waits for them; else (hyp, claim)."""
         with self.store.locked():
             history = self.store.history(self.keys)
             slot = history.started
             if slot >= self.target:
-                return STOP
+                return STOP if history.finished >= self.target else WAIT
             # one stream per candidate slot: independent of train()'s global reseeding, distinct across processes
             rng = np.random.default_rng(np.random.SeedSequence(self.entropy, spawn_key=(slot,)))
             hyp = self.method.propose(history, rng)
@@ -257,13 +261,16 @@ def run_evolution(opt, device, train_fn, poll_s=5.0):
             with reuse_datasets():
                 run_local(source, device, train_fn, poll_s)
 
-    run(evolution)
-    if verify:
-        verification = Verification(evolution, verify)
-        run(verification)
-        while verification.unfinished:  # a process died with a generation in flight: train it here, then verify
-            run(evolution)
+    try:
+        run(evolution)
+        if verify:
+            verification = Verification(evolution, verify)
             run(verification)
-        verification.finish()
-    evolution.finish()
+            while verification.unfinished:  # a process died with a generation in flight: train it here, then verify
+                run(evolution)
+                run(verification)
+            verification.finish()
+        evolution.finish()
+    finally:
+        evolution.store.close()
     return evolution.trained

@@ -8,18 +8,15 @@ and replace files atomically, so concurrent processes never lose a row, the head
 
 import contextlib
 import fcntl
-import json
 import os
-import socket
 import threading
-import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import yaml
 
+from utils.evolve.claims import DEFAULT_GRACE_MIN, ClaimOwner
 from utils.evolve.meta import METRIC_KEYS, fitness
 from utils.evolve.rungs import RUNG_KEYS, RungRow, counted_rows, pruned_candidates
 from utils.files import atomic_write_text
@@ -33,7 +30,6 @@ VERIFY_NAME = "evolve_verify.csv"
 VERIFY_CLAIMS_DIR = ".evolve_verify_claims"
 VERIFY_KEYS = ("row", "seed", "fitness") + METRIC_KEYS
 RUNGS_NAME = "evolve_rungs.csv"
-CLAIM_TTL_S = 7 * 24 * 3600  # a claim from another host whose liveness cannot be checked expires after this
 
 
 def csv_header(keys):
@@ -103,7 +99,7 @@ class History:
 class EvolveStore:
     """evolve.csv, hyp_evolved.yaml and claims in one folder; methods that write take the inter-process lock."""
 
-    def __init__(self, folder):
+    def __init__(self, folder, claim_grace_s=DEFAULT_GRACE_MIN * 60):
         self.folder = Path(folder)
         self.csv = self.folder / CSV_NAME
         self.yaml = self.folder / YAML_NAME
@@ -114,6 +110,7 @@ class EvolveStore:
         self._thread_lock = threading.RLock()
         self._depth = 0
         self._lock_fd = None
+        self.owner = ClaimOwner(self.folder, self.locked, grace_s=claim_grace_s)
 
     @contextlib.contextmanager
     def locked(self):
@@ -292,61 +289,24 @@ class EvolveStore:
         """Mark `item` (a hyp dict, or a verification job) as in training by this process, visible to every other.
 
         `pool` is the claims folder: CLAIMS_DIR for generations, VERIFY_CLAIMS_DIR for verification jobs. Returns the
-        claim's id.
+        claim's id. The claim stays live while this store's heartbeat runs (claims.py).
         """
-        claim_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        record = {"host": socket.gethostname(), "pid": os.getpid(), "time": time.time(), "item": item}
-        with self.locked():
-            (self.folder / pool).mkdir(exist_ok=True)
-            atomic_write_text(self.folder / pool / f"{claim_id}.json", json.dumps(record))
-        return claim_id
+        return self.owner.claim(item, pool)
 
     def release(self, claim_id, pool=CLAIMS_DIR):
-        with self.locked(), contextlib.suppress(FileNotFoundError):
-            (self.folder / pool / f"{claim_id}.json").unlink()
+        self.owner.release(claim_id, pool)
 
     def claims(self, pool=CLAIMS_DIR):
-        """Items of the live claims in `pool`; claims of processes that died (killed, crashed) are deleted."""
+        """Items of the live claims in `pool`; stale claims (owner dead, heartbeat lost) are deleted."""
         return list(self.live_claims(pool).values())
 
     def live_claims(self, pool=CLAIMS_DIR):
-        """{claim id: item} of the live claims in `pool`, in id order; claims of processes that died are deleted."""
-        folder = self.folder / pool
-        if not folder.exists():
-            return {}
-        live = {}
-        with self.locked():
-            for path in sorted(folder.glob("*.json")):
-                try:
-                    record = json.loads(path.read_text())
-                except (OSError, ValueError):
-                    record = None
-                item = record.get("item", record.get("hyp")) if isinstance(record, dict) else None  # "hyp": older
-                if item is None or not _claim_alive(record):
-                    with contextlib.suppress(FileNotFoundError):
-                        path.unlink()
-                    continue
-                live[path.stem] = item
-        return live
+        """{claim id: item} of the live claims in `pool`, in id order; stale claims are deleted."""
+        return self.owner.live_items(pool)
 
-
-def _claim_alive(record):
-    """A claim is alive while its process runs (same host) or, for another host, until CLAIM_TTL_S has passed."""
-    if record.get("host") != socket.gethostname():
-        return time.time() - float(record.get("time", 0)) < CLAIM_TTL_S
-    pid = int(record.get("pid", -1))
-    if pid <= 0:  # os.kill(-1, 0) would address every process
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(OSError):  # a killed child not yet reaped by its parent is a zombie: dead
-        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    return True
+    def close(self):
+        """Stop this store's heartbeat (its claims turn stale once the grace period passes)."""
+        self.owner.close()
 
 
 def print_mutation(keys, results, hyp, save_dir, bucket="", prefix=colorstr("evolve: ")):
