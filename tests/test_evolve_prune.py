@@ -184,12 +184,10 @@ def test_judge_records_each_rung_and_prunes_below_the_top_third(tmp_path):
 def test_rows_of_a_dead_process_are_orphans_not_competitors(tmp_path):
     store, hyp = EvolveStore(tmp_path), initial_hyp()
     judge = RungJudge(tmp_path, tuple(hyp), (1,), 3)
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    orphan = store.claim(hyp)
-    claim_file = tmp_path / ".evolve_claims" / f"{orphan}.json"
-    claim_file.write_text(claim_file.read_text().replace(f'"pid": {__import__("os").getpid()}', f'"pid": {dead.pid}'))
-    store.append_rung(orphan, 1, PROMOTED, results_of(0.9), hyp)
+    dead = EvolveStore(tmp_path)
+    orphan = dead.claim(hyp)
+    dead.append_rung(orphan, 1, PROMOTED, results_of(0.9), hyp)
+    dead.close()  # its owner lock is free: the process is gone
     assert judge.report(store.claim(hyp), 1, results_of(0.2), hyp)  # 0.9 of a dead candidate does not count
     assert store.history(tuple(hyp)).started == 1
 

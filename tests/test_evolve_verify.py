@@ -1,7 +1,7 @@
 """--evolve-verify K: which rows are retrained, on which seeds, the verdict, hyp_evolved.yaml, sharing and resuming."""
 
+import json
 import math
-import os
 import signal
 import subprocess
 import sys
@@ -176,11 +176,12 @@ def test_killed_verification_restarts_where_it_stopped(tmp_path):
 
 def test_a_generation_lost_after_this_process_stopped_is_trained_before_verifying(tmp_path):
     run_evolution(make_opt(tmp_path, 3, seed=0), "cpu", fake_train)
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1.5)"])
+    code = ("import json, sys, time; sys.path.insert(0, sys.argv[1]); from utils.evolve.store import EvolveStore; "
+            "EvolveStore(sys.argv[2]).claim(json.loads(sys.argv[3])); print('claimed', flush=True); time.sleep(1.5)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(ROOT), str(tmp_path / "exp"), json.dumps(initial_hyp())],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "claimed"  # a generation in flight in a process that then dies
     store = EvolveStore(tmp_path / "exp")
-    claim_id = store.claim(initial_hyp())
-    path = store.claims_dir / f"{claim_id}.json"
-    path.write_text(path.read_text().replace(f'"pid": {os.getpid()}', f'"pid": {holder.pid}'))
     seen = []
     trained = run_evolution(make_opt(tmp_path, 4, seed=0, evolve_verify=1), "cpu",
                             lambda hyp, o, d: seen.append(o.seed) or fake_train(hyp, o, d), poll_s=0.2)
