@@ -87,16 +87,13 @@ class ClaimOwner:
             (self.folder / pool / f"{claim_id}.json").unlink()
 
     def beat(self):
-        """Refresh the heartbeat of every claim this owner holds (a claim deleted as stale by another is dropped)."""
+        """Refresh the heartbeat of every claim this owner holds; a claim whose file is gone is dropped."""
         with self.lock():
             for claim_id, (pool, item) in list(self.owned.items()):
                 if (self.folder / pool / f"{claim_id}.json").exists():
                     self._write(claim_id, pool, item)
-                else:
+                else:  # its candidate ended (recorded or pruned through another store) or it was taken for stale
                     self.owned.pop(claim_id, None)
-                    LOGGER.warning(f"WARNING: evolve: another process took claim {claim_id} for stale (no heartbeat for "
-                                   f"{self.grace_s / 60:g} min) and will redo its candidate; this result is still "
-                                   "recorded. A longer --evolve-claim-grace avoids it on slow or stalled storage.")
 
     def close(self):
         """Stop the heartbeat and let go of the owner lock (claims still held then turn stale)."""
@@ -152,6 +149,10 @@ class ClaimOwner:
                     record = None
                 item = record.get("item", record.get("hyp")) if isinstance(record, dict) else None  # "hyp": older
                 if item is None or self.stale(path.stem, record):
+                    if item is not None:
+                        LOGGER.warning(f"WARNING: evolve: the candidate in flight of {record.get('host')} (pid "
+                                       f"{record.get('pid')}) is lost (its process ended or sent no heartbeat for "
+                                       f"{self.grace_s / 60:g} min): it will be trained again")
                     with contextlib.suppress(FileNotFoundError):
                         path.unlink()
                     continue
