@@ -4,10 +4,10 @@ A job source is an Evolution (generations, runner.py) or a Verification (retrain
     next_candidate() -> STOP | WAIT | (hyp, ticket)   the next training, or why there is none now
     candidate_opt(ticket) -> opt                      the options of that training
     record(hyp, results, ticket)                      a training that ran to its last epoch
-    record_pruned(hyp, pruned, ticket)                a training stopped at a rung (CandidatePruned)
     release(ticket)                                   a training that failed: another process trains it
     progress()                                        a context manager showing a progress bar
-    judge                                             the prune.RungJudge of its trainings, or None
+    judge                                             the prune.RungJudge of its trainings, or None (never pruned)
+    record_pruned(hyp, pruned, ticket)                with a judge: a training stopped at a rung (CandidatePruned)
 """
 
 from utils.evolve.prune import CandidatePruned

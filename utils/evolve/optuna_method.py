@@ -3,9 +3,9 @@
 Every proposal builds a fresh in-memory study from the shared folder: each row of evolve.csv, whichever process wrote
 it, is a completed trial (value: its fitness), each candidate pruned at a rung (--evolve-prune) a pruned trial with its
 fitness at each rung as intermediate values (step: the epoch), each live claim a running trial, so processes asking at
-the same moment see each other's candidates in flight. The sampler is seeded from the runner's rng and asked for one trial through
-Optuna's ask-and-tell interface. evolve.csv stays the one record: no Optuna database, no state file, so the
-multi-process loop, N counted as rows, resuming after a crash and --ray work as with the GA.
+the same moment see each other's candidates in flight. The sampler is seeded from the runner's rng and asked for one
+trial through Optuna's ask-and-tell interface. evolve.csv (and evolve_rungs.csv) stay the one record: no Optuna
+database, no state file, so the multi-process loop, resuming after a crash and --ray work as with the GA.
 Optuna is optional, like Ray: pip install optuna (and cmaes for --evolve-method cmaes).
 """
 

@@ -113,7 +113,8 @@ class PopulationMethod:
             return self._read_state(self.state_file)
         if self.resume_file:
             state = self._read_state(self.resume_file)
-            state.update(start_row=len(history), start_pruned=len(history.pruned))  # its individuals are (re)trained into this folder's evolve.csv
+            # its individuals are (re)trained into this folder's evolve.csv
+            state.update(start_row=len(history), start_pruned=len(history.pruned))
             LOGGER.info(f"evolve: population of {len(state['individuals'])} resumed from {self.resume_file}")
         else:
             individuals = self._seed_hyps()

@@ -57,7 +57,7 @@ class RungJudge:
 
     def report(self, candidate, epoch, results, hyp):
         """Record `candidate` (its claim token) at rung `epoch`; True: it goes on, False: pruned, its claim released."""
-        value = round_significant(fitness(results[:4]))  # as evolve_rungs.csv holds it, so the file replays the decision
+        value = round_significant(fitness(results[:4]))  # as evolve_rungs.csv holds it: the file replays decisions
         with self.store.locked():
             competitors = [row.fitness for row in self.store.counted_rungs(self.hyp_keys)
                            if row.epoch == epoch and row.candidate != candidate]

@@ -1,8 +1,8 @@
 """evolve_rungs.csv's rows (--evolve-prune) and what they say: which count, which candidates were pruned where.
 
 One row per (candidate, rung reached): the candidate's claim token, the epoch, its state there, its fitness and 7
-results, its hyps. A candidate's rows end with a terminal one (pruned at a rung, or completed at --epochs); the rows of a
-candidate whose process died before that are orphans.
+results, its hyps. A candidate's rows end with a terminal one (pruned at a rung, or completed at --epochs); the rows
+of a candidate whose process died before that are orphans.
 """
 
 from dataclasses import dataclass

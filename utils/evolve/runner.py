@@ -127,7 +127,8 @@ class Evolution:
         rungs = rung_epochs(getattr(opt, "evolve_prune_min_epochs", 1), eta, opt.epochs)
         if rungs:
             LOGGER.info(f"{PREFIX}pruning: candidates are validated at the rungs, epochs {', '.join(map(str, rungs))}, "
-                        f"and at epoch {opt.epochs}; past each rung only the best 1/{eta} go on ({self.store.rungs_csv})")
+                        f"and at epoch {opt.epochs}; past each rung only the best 1/{eta} go on "
+                        f"({self.store.rungs_csv})")
         else:
             LOGGER.warning(f"{PREFIX}--evolve-prune: no rung below --epochs {opt.epochs}, nothing will be pruned")
         return RungJudge(self.folder, self.keys, rungs, eta)
@@ -162,7 +163,7 @@ class Evolution:
         self.store.release(claim_id)
 
     def record(self, hyp, results, claim_id):
-        """Append the row (and its last rung row when pruning), log it (text and TensorBoard); returns the row's index."""
+        """Append the row (and its rung row when pruning), log it (text and TensorBoard); returns the row's index."""
         results = tuple(float(x) for x in tuple(results)[: len(METRIC_KEYS)])
         with self.store.locked():
             index = self.store.append(results, hyp)

@@ -67,7 +67,7 @@ def summary_text(keys, values, generations, prefix="evolve: "):
 
 @dataclass
 class History:
-    """Every whole row of evolve.csv, the pruned candidates and the candidates in flight: what a method proposes from."""
+    """Every whole row of evolve.csv, the pruned candidates and those in flight: what a method proposes from."""
 
     hyp_keys: tuple
     metrics: np.ndarray  # (rows, 7) in METRIC_KEYS order
@@ -226,7 +226,7 @@ class EvolveStore:
         expected = RUNG_KEYS + tuple(hyp_keys)
         if lines and tuple(k.strip() for k in lines[0].split(",")) != expected:
             raise ValueError(f"{self.rungs_csv} has other columns than this evolution's: use the same --hyp and "
-                             "--noautoanchor as the run that started it, or evolve into a new folder with another --name")
+                             "--noautoanchor as the run that started it, or evolve into a new folder with --name")
         rows = []
         for number, line in enumerate(lines[1:], start=2):
             fields = [f.strip() for f in line.split(",")]
