@@ -26,10 +26,13 @@ def make_fake_train():
     return fake_train
 
 
+RETRIES = {"max_retries": 3, "retry_exceptions": False}  # a task lost with its node runs again; a raising one not
+
+
 @pytest.mark.parametrize("resources, options, capacity", [
-    ({"CPU": 2.0}, {"num_cpus": 1, "max_retries": 0}, 2),
-    ({"CPU": 16.0, "GPU": 4.0}, {"num_gpus": 1, "max_retries": 0}, 4),
-    ({}, {"num_cpus": 1, "max_retries": 0}, 1),
+    ({"CPU": 2.0}, {"num_cpus": 1, **RETRIES}, 2),
+    ({"CPU": 16.0, "GPU": 4.0}, {"num_gpus": 1, "max_calls": 0, **RETRIES}, 4),
+    ({}, {"num_cpus": 1, **RETRIES}, 1),
 ])
 def test_one_task_per_gpu_else_per_cpu(resources, options, capacity):
     assert task_options(resources) == (options, capacity)
