@@ -280,7 +280,10 @@ def parse_opt(known=False):
     parser.add_argument("--resume-evolve", type=str, default=None, help="evolve_population.yaml to continue")
     parser.add_argument("--ray", action="store_true", help="run --evolve candidates as Ray tasks")
     parser.add_argument("--ray-address", type=str, default=None, help="Ray cluster address (default: local)")
-    parser.add_argument("--evolve-verify", type=int, default=0, help="retrain the best rows on K unseen seeds")
+    parser.add_argument("--evolve-verify", type=int, default=0,
+                        help="retrain the best rows on K unseen seeds to pick, the pick on K more to report its gain")
+    parser.add_argument("--evolve-verify-epochs", type=int, default=None,
+                        help="epochs of each --evolve-verify training (default: --epochs)")
     add_legacy_arguments(parser)
     return parser.parse_known_args()[0] if known else parser.parse_args()
 
