@@ -131,7 +131,7 @@ def run_search(args, extra, method, seed):
 
 def retrain(args, extra, label, hyp_file, seed, log_file):
     """Fitness of `hyp_file` trained for --horizon epochs with --seed `seed`, through the CLI (read back when done)."""
-    name = f"{label}-h{args.horizon}-img{args.imgsz}-seed{seed}"
+    name = f"{label}-seed{seed}"
     results = Path(args.project) / "verify" / name / "results.csv"
     if len(read_rows(results)) < args.horizon:
         timed_run(train_command(args, "--hyp", hyp_file, "--epochs", args.horizon, "--seed", seed, "--noval",
@@ -147,7 +147,8 @@ def verify(args, extra, searches):
     log_file = Path(args.project) / "verify.log"
     print(f"retraining the defaults and {len(searches)} picks for {args.horizon} epochs on seeds "
           f"{seeds.start}-{seeds.stop - 1} (log: {log_file})", flush=True)
-    defaults = [retrain(args, extra, "defaults", args.hyp, seed, log_file) for seed in seeds]
+    label = f"defaults-h{args.horizon}-img{args.imgsz}"
+    defaults = [retrain(args, extra, label, args.hyp, seed, log_file) for seed in seeds]
     for search in searches:
         picks = [retrain(args, extra, search.folder.name, search.folder / YAML_NAME, seed, log_file) for seed in seeds]
         search.gains = tuple(p - d for p, d in zip(picks, defaults))
