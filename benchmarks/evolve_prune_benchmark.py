@@ -16,7 +16,8 @@ Then each search's pick (its hyp_evolved.yaml) and the default hyps are retraine
 defaults is paired by seed. Per method and search it prints the candidates tried, how many reached each rung, the
 training epochs spent, the wall time, and the verified gain; then per method the mean over its searches.
 
-The full benchmark (about 2 hours on a quiet 2-core CPU; one 10-epoch training takes about 50 s there):
+The full benchmark (about 2 hours on a quiet 2-core CPU, estimated: 6 searches of 150 epochs and 42 retrainings of 10
+epochs, where one 10-epoch training takes about 50 s):
     python benchmarks/evolve_prune_benchmark.py --device cpu --cache ram
 A smoke test of the whole path (64 px, 2-epoch horizon, a 4-epoch budget, 2 verification seeds, one search each):
     python benchmarks/evolve_prune_benchmark.py --quick --device cpu --workers 0
