@@ -19,5 +19,5 @@ def test_ray_evolves_then_verifies_on_two_workers(tmp_path, local_ray):
     jobs = [(int(r), int(s)) for r, s in store.read_verify()[:, :2]]
     assert len(jobs) == len(set(jobs)) == expected_jobs(tmp_path / "exp", 2)
     assert {s for _, s in jobs} <= {1, 2, 3, 4} and {1, 2} <= {s for _, s in jobs}
-    assert "verified" in store.yaml.read_text()
+    assert "Verified for 1 epochs: " in store.yaml.read_text()
     assert not list((tmp_path / "exp" / ".evolve_verify_claims").glob("*.json"))
