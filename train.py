@@ -283,7 +283,10 @@ def parse_opt(known=False):
     parser.add_argument("--resume-evolve", type=str, default=None, help="evolve_population.yaml to continue")
     parser.add_argument("--ray", action="store_true", help="run --evolve candidates as Ray tasks")
     parser.add_argument("--ray-address", type=str, default=None, help="Ray cluster address (default: local)")
-    parser.add_argument("--evolve-verify", type=int, default=0, help="retrain the best rows on K unseen seeds")
+    parser.add_argument("--evolve-verify", type=int, default=0,
+                        help="retrain the best rows on K unseen seeds to pick, the pick on K more to report its gain")
+    parser.add_argument("--evolve-verify-epochs", type=int, default=None,
+                        help="epochs of each --evolve-verify training (default: --epochs)")
     parser.add_argument("--evolve-prune", action="store_true", help="stop weak --evolve candidates early (ASHA)")
     parser.add_argument("--evolve-prune-min-epochs", type=int, default=1, help="first rung R: epochs R, R*eta, ...")
     parser.add_argument("--evolve-prune-eta", type=int, default=3, help="the best 1/eta of each rung go on")

@@ -1,5 +1,7 @@
 """The population method's bookkeeping: seeds, claims, evaluation by rows, breeding, best kept, resume."""
 
+import argparse
+
 import numpy as np
 import pytest
 import yaml
@@ -182,3 +184,22 @@ def test_state_is_shared_through_the_folder(tmp_path):
     assert first != second
     store.append((0, 0, 0.2, 0.2, 0, 0, 0), first, claim)
     assert two.propose(store.history(tuple(INITIAL)), rng) == second
+
+
+@pytest.mark.parametrize("weights, anchors_move", [("yolov5n.pt", False), ("", True)])
+def test_anchors_are_held_from_weights_and_evolve_from_scratch(tmp_path, weights, anchors_move):
+    initial, meta = {**INITIAL, "anchors": 3.0}, {**META, "anchors": (2, 2.0, 10.0)}
+    pop = PopulationMethod(initial, meta, tmp_path, argparse.Namespace(weights=weights), size=6, generations=2)
+    rng = np.random.default_rng(0)
+    keys = tuple(initial)
+    rows = []
+    for _ in range(18):  # three generations: random individuals, then two bred ones
+        hyp = pop.propose(History(keys, *row_arrays(rows, keys)), rng)
+        rows.append((float(rng.random()), hyp))
+    assert ({h["anchors"] for _, h in rows} != {3.0}) == anchors_move
+    assert ("anchors" in pop.evolvable) == anchors_move
+
+
+def row_arrays(rows, keys):
+    metrics = np.array([[0, 0, f, f, 0, 0, 0] for f, _ in rows], dtype=float).reshape(len(rows), 7)
+    return metrics, np.array([[h[k] for k in keys] for _, h in rows], dtype=float).reshape(len(rows), len(keys))

@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 
 from utils.evolve.ga import constrain
-from utils.evolve.space import ZERO_DEFAULT_SPAN, describe_space, fixed_by_training, search_space
+from utils.evolve.space import ZERO_DEFAULT_SPAN, describe_space, held_meta, search_space
 
 STARTUP_TRIALS = 10  # rows before the GP and TPE model the fitness (fewer: the sampler draws at random)
 
@@ -59,7 +59,7 @@ class OptunaMethod:
         self.optuna = import_optuna(self.name)
         self.initial = constrain(initial_hyp, meta)
         self.meta = meta
-        self.space = search_space(self.initial, meta, zero_span, fixed_by_training(opt))
+        self.space = search_space(self.initial, meta, zero_span, held_meta(meta, opt)[1])
         self.held = {k: v for k, v in self.initial.items() if k not in self.space}
         if not self.space:
             raise ValueError("no hyp can be searched: every key has mutation gain 0 or no room within its limits")

@@ -7,7 +7,8 @@ With --evolve-prune an individual pruned at a rung counts as evaluated too, rank
 never an elite, a tournament's winner or the best.
 Compared with the population GA in current YOLOv5 code: individuals are ranked by fitness (0.1 mAP@0.5 + 0.9
 mAP@0.5:0.95), children are built from copies of their parents, mutation steps scale with each key's range, the best
-individual ever seen is kept in every generation, and only keys with a non-zero meta gain evolve.
+individual ever seen is kept in every generation, and only keys with a non-zero meta gain evolve (`anchors` does not
+when training from --weights: space.held_meta).
 """
 
 import math
@@ -18,6 +19,7 @@ import numpy as np
 import yaml
 
 from utils.evolve.ga import constrain, crossover
+from utils.evolve.space import held_meta
 from utils.files import atomic_write_text
 from utils.log import LOGGER
 
@@ -41,9 +43,9 @@ class PopulationMethod:
     def __init__(self, initial_hyp, meta, folder, opt=None, size=None, seeds_dir=None, resume_file=None,
                  generations=None):
         self.initial = constrain(initial_hyp, meta)
-        self.meta = meta
+        self.meta, _ = held_meta(meta, opt)  # from --weights, anchors is not evolvable
         self.keys = list(self.initial)
-        self.evolvable = [k for k in self.keys if meta[k][0] > 0]
+        self.evolvable = [k for k in self.keys if self.meta[k][0] > 0]
         self.state_file = Path(folder) / STATE_NAME
         self.size = int(size or getattr(opt, "evolve_population_size", None) or POPULATION_SIZE)
         self.seeds_dir = seeds_dir or getattr(opt, "evolve_population", None)

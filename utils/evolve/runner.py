@@ -254,6 +254,9 @@ def run_evolution(opt, device, train_fn, poll_s=5.0):
     verify = int(getattr(opt, "evolve_verify", 0) or 0)
     if verify < 0:
         raise ValueError(f"--evolve-verify takes a number of seeds >= 0, got {verify}")
+    verify_epochs = getattr(opt, "evolve_verify_epochs", None)
+    if verify_epochs is not None and verify_epochs < 1:
+        raise ValueError(f"--evolve-verify-epochs takes a number of epochs >= 1, got {verify_epochs}")
     if getattr(opt, "ray", False):
         def run(source):
             run_on_ray(source, device, train_fn, address=getattr(opt, "ray_address", None), poll_s=poll_s)

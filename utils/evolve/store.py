@@ -28,7 +28,7 @@ LOCK_NAME = ".evolve.lock"
 CLAIMS_DIR = ".evolve_claims"
 VERIFY_NAME = "evolve_verify.csv"
 VERIFY_CLAIMS_DIR = ".evolve_verify_claims"
-VERIFY_KEYS = ("row", "seed", "fitness") + METRIC_KEYS
+VERIFY_KEYS = ("row", "seed", "epochs", "fitness") + METRIC_KEYS
 RUNGS_NAME = "evolve_rungs.csv"
 
 
@@ -257,12 +257,17 @@ class EvolveStore:
 
     # evolve_verify.csv ------------------------------------------------------------------------------------------
     def read_verify(self):
-        """evolve_verify.csv's whole rows as an (n, len(VERIFY_KEYS)) float array (row, seed, fitness, 7 metrics)."""
+        """evolve_verify.csv's whole rows as an (n, len(VERIFY_KEYS)) array (row, seed, epochs, fitness, 7 metrics)."""
         if not self.verify_csv.exists():
             return np.zeros((0, len(VERIFY_KEYS)))
-        lines = self.verify_csv.read_text().split("\n")[1:-1]
+        lines = self.verify_csv.read_text().split("\n")
+        header = tuple(k.strip() for k in lines[0].split(","))
+        if header != VERIFY_KEYS:
+            raise ValueError(f"{self.verify_csv} does not have the columns {', '.join(VERIFY_KEYS)} (a file from "
+                             "before verification recorded its epochs lacks 'epochs'): move it aside and run the "
+                             "command again to retrain the verification")
         rows = []
-        for number, line in enumerate(lines, start=2):
+        for number, line in enumerate(lines[1:-1], start=2):
             try:
                 rows.append([float(x) for x in line.split(",")])
                 if len(rows[-1]) != len(VERIFY_KEYS):
@@ -271,14 +276,17 @@ class EvolveStore:
                 raise ValueError(f"{self.verify_csv} line {number} is malformed ({e}): fix or delete that line") from e
         return np.asarray(rows, dtype=float).reshape(len(rows), len(VERIFY_KEYS))
 
-    def append_verify(self, row, seed, results, claim_id=None):
-        """Add one verification training (evolve.csv row, seed, 7 results) to evolve_verify.csv and drop its claim."""
+    def append_verify(self, row, seed, epochs, results, claim_id=None):
+        """Add one verification training (evolve.csv row, seed, its epochs, 7 results) to evolve_verify.csv and drop
+        its claim."""
         results = tuple(float(x) for x in tuple(results)[: len(METRIC_KEYS)])
         if len(results) != len(METRIC_KEYS):
             raise ValueError(f"train() must return {len(METRIC_KEYS)} results {METRIC_KEYS}, got {len(results)}")
-        line = f"{int(row):20d},{int(seed):20d}," + csv_row((float(fitness(results)),) + results)
+        line = f"{int(row):20d},{int(seed):20d},{int(epochs):20d}," + csv_row((float(fitness(results)),) + results)
         with self.locked():
             text = self.verify_csv.read_text() if self.verify_csv.exists() else ""
+            if text:
+                self.read_verify()  # refuses a file of another layout before a row is added to it
             text = text[: text.rfind("\n") + 1] or csv_header(VERIFY_KEYS)  # a torn tail is dropped
             atomic_write_text(self.verify_csv, text + line)
             if claim_id is not None:
