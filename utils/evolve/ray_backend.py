@@ -111,7 +111,8 @@ def portable_opt(opt):
     Workers run from a copy of the checkout (runtime_env), so names relative to it (coco128.yaml's ../datasets) would
     point into that copy; absolute paths name the shared mount every node must have.
     """
-    opt.data = check_dataset(opt.data)
+    if getattr(opt, "data", None):
+        opt.data = check_dataset(opt.data)
     if str(getattr(opt, "weights", "") or "").strip():
         opt.weights = str(Path(attempt_download(opt.weights)).resolve())
     return opt
