@@ -162,3 +162,13 @@ class Concat(nn.Module):
 
     def forward(self, x):
         return torch.cat(x, self.d)
+
+
+def __getattr__(name):
+    """models.common.DetectMultiBackend, where YOLOv5 users import it from. It lives in models.backends, which loads
+    .pt files through models.yolo and so imports this module: it is looked up on first use, not at import time."""
+    if name == "DetectMultiBackend":
+        from models.backends import DetectMultiBackend
+
+        return DetectMultiBackend
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
