@@ -207,6 +207,7 @@ def run(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit's: TorchScript is what YOLOv5 ships
         if "torchscript" in include:
             files.append(export_torchscript(model, im, weights, optimize, metadata, dynamic))
         if "onnx" in include or "openvino" in include:  # OpenVINO converts the ONNX export

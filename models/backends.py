@@ -13,6 +13,7 @@ export.py need a GPU or another framework and are refused by name (FORMATS).
 import ast
 import functools
 import json
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
@@ -85,7 +86,9 @@ def _int_keys(d):
 class TorchScriptRunner:
     def __init__(self, path, device):
         extra_files = {"config.txt": ""}
-        self.model = torch.jit.load(path, _extra_files=extra_files, map_location=device).eval()
+        with warnings.catch_warnings():  # torch.jit's deprecation notice: TorchScript is still what YOLOv5 ships
+            warnings.simplefilter("ignore", FutureWarning)
+            self.model = torch.jit.load(path, _extra_files=extra_files, map_location=device).eval()
         meta = json.loads(extra_files["config.txt"] or "{}", object_hook=_int_keys)
         self.metadata = meta
         # a trace fixes the image size (its grids are constants) unless it was exported --dynamic
@@ -207,7 +210,7 @@ class DetectMultiBackend(nn.Module):
         self.nc = len(names) if names else None  # unknown without metadata: val.py then cannot check --data
         names = names or _data_names(data)
         self.names = dict(enumerate(names)) if isinstance(names, (list, tuple)) else dict(names)
-        self.dynamic = self.pt or (self.static_shape is not None and None in self.static_shape[2:])
+        self.dynamic = self.pt or self.static_shape is None or None in self.static_shape[2:]
 
     def _runner(self, w, dnn, amp):
         if self.jit:
