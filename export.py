@@ -198,6 +198,9 @@ def run(
         raise ValueError(f"--weights {weights}: export.py exports PyTorch .pt checkpoints")
     device = select_device(device)
     _check_flags(device, half, dynamic, optimize, other_flags)
+    for package, formats in (("onnx", ("onnx", "openvino")), ("openvino", ("openvino",))):
+        if any(x in include for x in formats):  # before the minutes of loading and tracing, not after
+            import_optional(package, package, f"--include {' '.join(x for x in include if x in formats)}")
     model, im, shape = _prepare_model(weights, device, half, dynamic, inplace, batch_size, list(imgsz))
     metadata = {"stride": int(max(model.stride)), "names": model.names}
     LOGGER.info(f"\n{colorstr('PyTorch:')} starting from {weights} with output shape {shape} "
