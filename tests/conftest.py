@@ -1,5 +1,7 @@
-"""Fixtures shared by test modules: a local Ray, a tiny dataset cut from the shared COCO128, and exported models."""
+"""Fixtures shared by test modules: a local Ray, a tiny dataset cut from the shared COCO128, exported models, and the
+project log's lines."""
 
+import logging
 import shutil
 from types import SimpleNamespace
 
@@ -8,6 +10,7 @@ import torch
 import yaml
 
 from utils.files import ROOT
+from utils.log import LOGGER
 
 SHARED = ROOT.parent / "shared"
 
@@ -46,6 +49,17 @@ def tiny_coco128(tmp_path):
 
 
 EXPORT_SIZE = 160
+
+
+@pytest.fixture
+def log_lines():
+    """The messages the project logger emits during the test, in order."""
+    records = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())
+    LOGGER.addHandler(handler)
+    yield records
+    LOGGER.removeHandler(handler)
 
 
 @pytest.fixture(scope="session")

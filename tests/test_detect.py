@@ -1,5 +1,4 @@
 import inspect
-import logging
 import re
 from pathlib import Path
 
@@ -12,7 +11,6 @@ import detect
 from models.experimental import attempt_load
 from utils.augmentations import letterbox
 from utils.boxes import scale_boxes, xyxy2xywhn
-from utils.log import LOGGER
 from utils.nms import non_max_suppression
 from utils.precision import select_precision
 
@@ -61,16 +59,6 @@ def media(tmp_path):
     cv2.imwrite(str(folder / "scene.jpg"), draw_scene(0))
     write_video(folder / "clip.mp4")
     return folder
-
-
-@pytest.fixture
-def log_lines():
-    records = []
-    handler = logging.Handler()
-    handler.emit = lambda record: records.append(record.getMessage())
-    LOGGER.addHandler(handler)
-    yield records
-    LOGGER.removeHandler(handler)
 
 
 def read_labels(path):
