@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 import yaml
+from torch.backends import xnnpack
 from torch.utils.mobile_optimizer import optimize_for_mobile
 
 ROOT = Path(__file__).resolve().parent
@@ -165,6 +166,9 @@ def _check_flags(device, half, dynamic, optimize, other_flags):
         raise ValueError("--half not compatible with --dynamic, i.e. use either --half or --dynamic but not both")
     if optimize and device.type != "cpu":
         raise ValueError("--optimize not compatible with cuda devices, i.e. use --device cpu")
+    if optimize and not xnnpack.enabled:
+        raise ValueError(f"--optimize (TorchScript for mobile) needs a torch build with XNNPACK; torch "
+                         f"{torch.__version__} here has none: export without --optimize")
     used = [k for k, v in other_flags.items() if v != OTHER_FORMAT_FLAGS[k]]
     if used:
         LOGGER.info(f"{colorstr('export: ')}--{', --'.join(x.replace('_', '-') for x in used)} not used: they apply "

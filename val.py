@@ -81,16 +81,14 @@ def _load_model(weights, device, half, imgsz, batch_size):
 
 
 def _load_export(weights, device, imgsz, batch_size, amp, dnn):
-    """An exported model (DetectMultiBackend), its stride, image size, batch size and whether batches may be
-    rectangular. YOLOv5's rule for exports: batch 1 and square images (TorchScript: square, any batch), because their
-    input shape is fixed; an export with dynamic shapes runs like the .pt, so that its metrics match."""
+    """An export (DetectMultiBackend), its stride, image size, batch size and whether batches may be rectangular:
+    YOLOv5's rule, batch 1 and square (TorchScript: any batch), unless the export's shapes are dynamic."""
     model = DetectMultiBackend(weights, device=device, dnn=dnn, amp=amp)
     imgsz = check_img_size(imgsz, model.stride)
     if not model.dynamic:
-        fixed = model.static_shape
-        batch_size = fixed[0] or (batch_size if model.jit else 1)
+        batch_size = model.static_shape[0] or (batch_size if model.jit else 1)
         LOGGER.info(f"Forcing --batch-size {batch_size} square inference ({batch_size},3,{imgsz},{imgsz}) for "
-                    f"non-PyTorch models ({weights} has a fixed input shape; export with --dynamic for batches)")
+                    "non-PyTorch models (export with --dynamic for the .pt's rectangular batches)")
         model.check_shape((batch_size, 3, imgsz, imgsz))
     model.warmup(imgsz=(batch_size, 3, imgsz, imgsz))
     return model, model.stride, imgsz, batch_size, model.dynamic
@@ -166,8 +164,7 @@ def run(
         (save_dir / "labels" if save_txt else save_dir).mkdir(parents=True, exist_ok=True)
         if weights is None:
             raise ValueError("val.run() needs weights= (a .pt path or a list of them) or model=")
-        rect_ok = is_pytorch_weights(weights)
-        if rect_ok:
+        if rect_ok := is_pytorch_weights(weights):
             model, stride, imgsz = _load_model(weights, device, half, imgsz, batch_size)
             precision.model(model)
         else:  # an export: its own runtime on fp32 inputs, one call per batch

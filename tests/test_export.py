@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from torch.backends import xnnpack
 
 import export
 from models.backends import FORMATS, DetectMultiBackend
@@ -100,6 +101,9 @@ def test_unknown_format_and_cpu_half_are_refused(tmp_path):
         export.run(weights="yolov5n.pt", include=["onxx"])
     with pytest.raises(ValueError, match="--half only compatible with GPU export"):
         export.run(weights=tmp_path / "any.pt", include=["onnx"], half=True, device="cpu")
+    if not xnnpack.enabled:
+        with pytest.raises(ValueError, match="--optimize .* needs a torch build with XNNPACK"):
+            export.run(weights=tmp_path / "any.pt", include=["torchscript"], optimize=True)
     with pytest.raises(ValueError, match="export.py exports PyTorch .pt checkpoints"):
         export.run(weights=tmp_path / "model.onnx", include=["onnx"])
 
