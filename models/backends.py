@@ -17,6 +17,7 @@ import warnings
 from pathlib import Path
 from typing import NamedTuple
 
+import cv2
 import numpy as np
 import torch
 import yaml
@@ -84,6 +85,8 @@ def _int_keys(d):
 
 
 class TorchScriptRunner:
+    """A traced .torchscript; its config.txt gives the stride, names and traced shape."""
+
     def __init__(self, path, device):
         extra_files = {"config.txt": ""}
         with warnings.catch_warnings():  # torch.jit's deprecation notice: TorchScript is still what YOLOv5 ships
@@ -101,6 +104,8 @@ class TorchScriptRunner:
 
 
 class OnnxRuntimeRunner:
+    """An .onnx in ONNX Runtime (CUDA provider on a GPU when installed, else the CPU)."""
+
     def __init__(self, path, device):
         ort = import_optional("onnxruntime", "onnxruntime", f"Running {path} with ONNX Runtime")
         cuda = device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers()
@@ -119,8 +124,6 @@ class OpenCVRunner:
     """ONNX through OpenCV DNN (--dnn), as YOLOv5 offers it; metadata is read with the onnx package when present."""
 
     def __init__(self, path, device):
-        import cv2
-
         self.net = cv2.dnn.readNetFromONNX(str(path))
         self.metadata, self.shape = {}, None
         try:
@@ -138,8 +141,9 @@ class OpenCVRunner:
 
 
 class OpenVinoRunner:
-    """OpenVINO on the CPU ('AUTO' device). amp=False asks for fp32 inference; otherwise OpenVINO's default, which is
-    bf16 on CPUs with native bf16, as the .pt path's autocast."""
+    """An OpenVINO .xml/.bin on the CPU. amp=False asks for f32 inference; otherwise OpenVINO's default, which is
+    bf16 on CPUs with native bf16, like the .pt path's autocast. (YOLOv5 compiles for 'AUTO', which picks the CPU
+    where there is no Intel GPU; the precision hint is a CPU setting.)"""
 
     def __init__(self, path, device, amp=True):
         ov = import_optional("openvino", "openvino", f"Running {path} with OpenVINO")

@@ -1,6 +1,5 @@
 """models/backends.py: the runtime chosen by file name, metadata read back, refusals and missing packages."""
 
-import logging
 import sys
 
 import pytest
@@ -10,7 +9,6 @@ import yaml
 from models import backends
 from models.backends import DetectMultiBackend, is_pytorch_weights, model_format
 from models.experimental import attempt_load
-from utils.log import LOGGER
 from utils.optional import MissingPackageError
 
 
@@ -96,16 +94,10 @@ def test_names_from_the_dataset_when_an_export_has_none(exports, tmp_path):
     assert model.names == {0: "a", 1: "b"} and model.nc is None and model.stride == 32
 
 
-def test_augment_on_an_export_is_a_notice(exports):
+def test_augment_on_an_export_is_a_notice(exports, log_lines):
     model = DetectMultiBackend(exports.dynamic / "yolov5n.onnx")
-    messages = []
-    handler = logging.Handler()
-    handler.emit = lambda record: messages.append(record.getMessage())
     backends._warn_once.cache_clear()
-    LOGGER.addHandler(handler)
-    try:
-        y, raw = model(torch.zeros(1, 3, 64, 64), augment=True)
-    finally:
-        LOGGER.removeHandler(handler)
+    log_lines.clear()
+    y, raw = model(torch.zeros(1, 3, 64, 64), augment=True)
     assert y.dtype == torch.float32 and y.shape == (1, 3 * (8 * 8 + 4 * 4 + 2 * 2), 85) and raw is None
-    assert messages == [f"WARNING ⚠️ --augment and --visualize need a PyTorch model; {model.weights} runs without them"]
+    assert log_lines == [f"WARNING ⚠️ --augment and --visualize need a PyTorch model; {model.weights} runs without them"]
