@@ -10,7 +10,6 @@ Results go to runs/detect/exp, exp2, ...: annotated images/videos, labels/*.txt,
 predictions.csv (--save-csv).
 """
 
-import argparse
 import csv
 import sys
 from pathlib import Path
@@ -28,7 +27,7 @@ from models.backends import DetectMultiBackend, is_pytorch_weights  # noqa: E402
 from models.experimental import attempt_load  # noqa: E402
 from utils.boxes import scale_boxes, xyxy2xywh  # noqa: E402
 from utils.checkpoint import strip_optimizer  # noqa: E402
-from utils.cli import run_cli  # noqa: E402
+from utils.cli import ArgumentParser, run_cli  # noqa: E402
 from utils.crops import save_one_box  # noqa: E402
 from utils.device import select_device, smart_inference_mode  # noqa: E402
 from utils.files import increment_path  # noqa: E402
@@ -296,7 +295,7 @@ def _update(weights):
 
 
 def parse_opt(argv=None):
-    parser = argparse.ArgumentParser(description="YOLOv5 inference on images, videos, folders and streams")
+    parser = ArgumentParser(description="YOLOv5 inference on images, videos, folders and streams")
     parser.add_argument("--weights", nargs="+", type=str, default=ROOT / "yolov5s.pt", help="model path(s)")
     parser.add_argument("--source", type=str, default=ROOT / "data/images", help="file/dir/glob/.txt/URL/0(webcam)")
     parser.add_argument("--data", type=str, default=ROOT / "data/coco128.yaml", help="(optional) dataset.yaml path")

@@ -28,7 +28,7 @@ from models.backends import DetectMultiBackend, is_pytorch_weights  # noqa: E402
 from models.common import fuse_convs, unfused_convs  # noqa: E402
 from models.experimental import attempt_load  # noqa: E402
 from utils.boxes import scale_boxes, xywh2xyxy, xyxy2xywh  # noqa: E402
-from utils.cli import run_cli  # noqa: E402
+from utils.cli import ArgumentParser, run_cli  # noqa: E402
 from utils.coco import GroundTruthJSON, coco80_to_coco91_class, evaluate, save_one_json  # noqa: E402
 from utils.dataloaders import create_dataloader  # noqa: E402
 from utils.dataset_config import check_dataset  # noqa: E402
@@ -338,7 +338,7 @@ def _coco_eval(jdict, weights, data, save_dir, ground_truth, is_coco, dataloader
 
 
 def parse_opt(argv=None):
-    parser = argparse.ArgumentParser(description="Validate a YOLOv5 model on a detection dataset")
+    parser = ArgumentParser(description="Validate a YOLOv5 model on a detection dataset")
     parser.add_argument("--data", type=str, default=ROOT / "data/coco128.yaml", help="dataset.yaml path")
     parser.add_argument("--weights", nargs="+", type=str, default=ROOT / "yolov5s.pt", help="model path(s)")
     parser.add_argument("--batch-size", type=int, default=32, help="batch size")
