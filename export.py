@@ -16,7 +16,6 @@ YOLOv5's other formats (TensorRT, CoreML, TensorFlow, PaddlePaddle) need a GPU o
 ONNX and OpenVINO need the optional packages onnx / openvino (pip install -r requirements-optional.txt).
 """
 
-import argparse
 import io
 import json
 import os
@@ -38,7 +37,7 @@ if str(ROOT) not in sys.path:
 from models.backends import FORMATS, SUPPORTED, refusal_message  # noqa: E402
 from models.experimental import attempt_load  # noqa: E402
 from models.yolo import Detect  # noqa: E402
-from utils.cli import run_cli  # noqa: E402
+from utils.cli import ArgumentParser, run_cli  # noqa: E402
 from utils.device import select_device, smart_inference_mode  # noqa: E402
 from utils.files import atomic_open, file_size_mb  # noqa: E402
 from utils.log import LOGGER, colorstr  # noqa: E402
@@ -233,7 +232,7 @@ def run(
 
 
 def parse_opt(argv=None):
-    parser = argparse.ArgumentParser(description="Export a YOLOv5 .pt model to TorchScript, ONNX or OpenVINO")
+    parser = ArgumentParser(description="Export a YOLOv5 .pt model to TorchScript, ONNX or OpenVINO")
     parser.add_argument("--data", type=str, default=ROOT / "data/coco128.yaml", help="dataset.yaml path")
     parser.add_argument("--weights", nargs="+", type=str, default=ROOT / "yolov5s.pt", help="model.pt path(s)")
     parser.add_argument("--imgsz", "--img", "--img-size", nargs="+", type=int, default=[640, 640], help="image (h, w)")
