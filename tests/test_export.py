@@ -136,4 +136,3 @@ def test_cli_accepts_every_yolov5_flag():
     assert opt.weights == ["a.pt", "b.pt"] and opt.imgsz == [320] and opt.include == ["onnx", "openvino"]
     assert set(export.OTHER_FORMAT_FLAGS) <= set(vars(opt))
     assert export.parse_opt([]).include == ["torchscript"] and export.parse_opt([]).opset == 17
-    assert export.parse_opt(["--batch_size", "4", "--agnostic_nms", "--topk_all", "7"]).batch_size == 4  # 5.x spelling
