@@ -23,3 +23,13 @@ from models.blocks import (  # noqa: F401
 from models.ghost import C3Ghost, GhostBottleneck, GhostConv  # noqa: F401
 from models.mixed_convs import C3x, CrossConv  # noqa: F401
 from models.transformer import C3TR, TransformerBlock, TransformerLayer  # noqa: F401
+
+
+def __getattr__(name):
+    """models.common.DetectMultiBackend, where YOLOv5 users import it from. It lives in models.backends, which loads
+    .pt files through models.yolo and so imports this module: it is looked up on first use, not at import time."""
+    if name == "DetectMultiBackend":
+        from models.backends import DetectMultiBackend
+
+        return DetectMultiBackend
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,11 +10,13 @@ def user_errors():
     """The exceptions that report a problem with the user's files, flags or network (each names what to fix)."""
     from utils.checkpoint import CheckpointError
     from utils.downloads import DownloadError
+    from utils.optional import MissingPackageError
     from utils.train_loop import NonFiniteLossError
     from utils.train_options import ResumeError
 
     # ValueError covers bad flags, hyp files, dataset and model YAMLs (DatasetError, ModelConfigError)
-    return CheckpointError, DownloadError, FileNotFoundError, NonFiniteLossError, ResumeError, ValueError
+    return (CheckpointError, DownloadError, FileNotFoundError, MissingPackageError, NonFiniteLossError, ResumeError,
+            ValueError)
 
 
 def run_cli(main, *args):
