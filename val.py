@@ -25,7 +25,7 @@ if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))  # so `python path/to/val.py` finds models/ and utils/
 
 from models.backends import DetectMultiBackend, is_pytorch_weights  # noqa: E402
-from models.common import fuse_convs, unfused_convs  # noqa: E402
+from models.blocks import fuse_convs, unfused_convs  # noqa: E402
 from models.experimental import attempt_load  # noqa: E402
 from utils.boxes import scale_boxes, xywh2xyxy, xyxy2xywh  # noqa: E402
 from utils.cli import ArgumentParser, run_cli  # noqa: E402

@@ -1,6 +1,8 @@
 """YOLOv5's `models.common`: every building block a model YAML or a checkpoint names, gathered from the modules that
-define them, so `from models.common import Conv, GhostConv, C3TR` works as in YOLOv5."""
+define them, so `from models.common import Conv, GhostConv, C3TR, DetectMultiBackend` works as in YOLOv5. Nothing in this
+project imports it: it is the path users and their scripts know."""
 
+from models.backends import DetectMultiBackend  # noqa: F401
 from models.blocks import (  # noqa: F401
     BN_EPS,
     BN_MOMENTUM,
@@ -24,12 +26,3 @@ from models.ghost import C3Ghost, GhostBottleneck, GhostConv  # noqa: F401
 from models.mixed_convs import C3x, CrossConv  # noqa: F401
 from models.transformer import C3TR, TransformerBlock, TransformerLayer  # noqa: F401
 
-
-def __getattr__(name):
-    """models.common.DetectMultiBackend, where YOLOv5 users import it from. It lives in models.backends, which loads
-    .pt files through models.yolo and so imports this module: it is looked up on first use, not at import time."""
-    if name == "DetectMultiBackend":
-        from models.backends import DetectMultiBackend
-
-        return DetectMultiBackend
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

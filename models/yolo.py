@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))  # so `python models/yolo.py` finds models/ and utils/
 
-from models.common import Concat, Contract, Expand, fuse_convs  # noqa: E402
+from models.blocks import Concat, Contract, Expand, fuse_convs  # noqa: E402
 from models.model_yaml import (  # noqa: E402
     ACTIVATIONS,
     CHANNEL_MODULES,
