@@ -24,6 +24,7 @@ def main():
     parser.add_argument("--project", default="", help="where the evolve folders go (default: a temporary folder)")
     args = parser.parse_args()
     project = Path(args.project or tempfile.mkdtemp(prefix="evolve_ray_cost_"))
+    project.mkdir(parents=True, exist_ok=True)
     rows = []
     for name, extra in (("local loop", []), ("--ray", ["--ray"])):
         command = train_command(args, "--epochs", args.epochs, "--evolve", args.candidates, "--noautoanchor",
