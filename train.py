@@ -31,32 +31,32 @@ from utils.distributed import (
     is_main,
     teardown_distributed,
     torch_distributed_zero_first,
+    wrap_parallel,
 )
 from utils.ema import ModelEMA, de_parallel
+from utils.evolve.runner import run_evolution
 from utils.files import ROOT
-from utils.hyp import load_hyp
+from utils.hyp import load_hyp, scale_hyp_to_model
 from utils.log import LOGGER, colorstr
 from utils.loss import ComputeLoss
 from utils.metrics import fitness
+from utils.model_utils import check_img_size
 from utils.optim import OPTIMIZERS, smart_optimizer
 from utils.plots import plot_images, plot_labels, plot_results
 from utils.precision import select_precision
 from utils.results import ResultsWriter
+from utils.sampling import labels_to_class_weights, resample_image_weights
 from utils.schedule import lr_lambda, scaled_weight_decay, warmup_iterations
 from utils.train_checkpoints import finish_checkpoints, make_checkpoint, restore_training_state, save_run_checkpoints
-from utils.train_loop import EarlyStopping, EpochRunner, resample_image_weights
+from utils.train_loop import EarlyStopping, EpochRunner
 from utils.train_options import add_legacy_arguments, apply_legacy_flags, check_train_options
 from utils.train_setup import (
     build_dataloaders,
     build_model,
-    check_img_size,
     compiled_forward,
     freeze_layers,
     init_seeds,
-    labels_to_class_weights,
     prepare_run_folder,
-    scale_hyp_to_model,
-    wrap_parallel,
 )
 
 EMA_ATTRIBUTES = ["yaml", "nc", "hyp", "names", "stride", "class_weights"]
@@ -304,8 +304,6 @@ def main(opt, callbacks=None):
     try:
         if not opt.evolve:
             return train(opt.hyp, opt, device, callbacks)
-        from utils.evolve.runner import run_evolution
-
         return run_evolution(opt, device, quiet_train)
     finally:
         teardown_distributed()

@@ -1,11 +1,26 @@
-"""Fixtures shared by test modules: a local Ray, and a tiny dataset cut from the shared COCO128."""
+"""Fixtures shared by test modules: the project logger's records, a local Ray, a tiny dataset cut from COCO128."""
+
+import logging
 
 import pytest
 import yaml
 
 from utils.files import ROOT
+from utils.log import LOGGER
 
 SHARED = ROOT.parent / "shared"
+
+
+@pytest.fixture
+def log_records():
+    """The records LOGGER ('yolov5') emits during the test, caught by a handler on that logger itself: each counted
+    once, whatever pytest's own capture does (LOGGER does not propagate to the root logger)."""
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    LOGGER.addHandler(handler)
+    yield records
+    LOGGER.removeHandler(handler)
 
 
 @pytest.fixture(scope="module")
