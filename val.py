@@ -31,13 +31,13 @@ from utils.dataloaders import create_dataloader  # noqa: E402
 from utils.dataset_config import check_dataset  # noqa: E402
 from utils.device import select_device, smart_inference_mode  # noqa: E402
 from utils.files import increment_path  # noqa: E402
-from utils.label_cache import TQDM_BAR_FORMAT  # noqa: E402
-from utils.log import LOGGER, colorstr  # noqa: E402
+from utils.log import LOGGER, TQDM_BAR_FORMAT, colorstr  # noqa: E402
+from utils.memory import retain_freed_memory  # noqa: E402
 from utils.metrics import ConfusionMatrix, ap_per_class, iou_thresholds, process_batch  # noqa: E402
 from utils.nms import non_max_suppression  # noqa: E402
 from utils.plot_metrics import plot_val_study  # noqa: E402
 from utils.plots import output_to_target, plot_images  # noqa: E402
-from utils.precision import retain_freed_memory, select_precision  # noqa: E402
+from utils.precision import select_precision  # noqa: E402
 from utils.profiling import Profile  # noqa: E402
 from utils.train_setup import check_img_size  # noqa: E402
 

@@ -46,18 +46,21 @@ import val  # noqa: E402
 from benchmarks.yolov5_nms import yolov5_non_max_suppression  # noqa: E402
 from models.experimental import attempt_load  # noqa: E402
 from models.yolo import Model  # noqa: E402
+from utils.cpu_threads import STARTUP_THREADS  # noqa: E402
 from utils.dataloaders import create_dataloader  # noqa: E402
 from utils.dataset_config import check_dataset  # noqa: E402
 from utils.device import select_device  # noqa: E402
 from utils.ema import ModelEMA  # noqa: E402
-from utils.hyp import load_hyp  # noqa: E402
+from utils.hyp import load_hyp, scale_hyp_to_model  # noqa: E402
 from utils.log import LOGGER  # noqa: E402
 from utils.loss import ComputeLoss  # noqa: E402
+from utils.memory import retain_freed_memory  # noqa: E402
+from utils.model_utils import check_img_size  # noqa: E402
 from utils.optim import smart_optimizer  # noqa: E402
-from utils.precision import STARTUP_THREADS, Precision, retain_freed_memory, select_precision  # noqa: E402
+from utils.precision import Precision, select_precision  # noqa: E402
 from utils.schedule import scaled_weight_decay  # noqa: E402
 from utils.train_loop import EpochRunner  # noqa: E402
-from utils.train_setup import build_model, check_img_size, compiled_forward, scale_hyp_to_model  # noqa: E402
+from utils.train_setup import build_model, compiled_forward  # noqa: E402
 
 MODES = ("amp", "fp32")
 TASKS = ("train", "val", "infer")

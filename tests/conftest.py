@@ -1,8 +1,10 @@
-"""Fixtures shared by test modules: the project logger's records, a local Ray, a tiny dataset cut from COCO128."""
+"""Fixtures shared by test modules: the project logger's records, torch's thread count restored, a local Ray, a
+tiny dataset cut from COCO128."""
 
 import logging
 
 import pytest
+import torch
 import yaml
 
 from utils.files import ROOT
@@ -21,6 +23,14 @@ def log_records():
     LOGGER.addHandler(handler)
     yield records
     LOGGER.removeHandler(handler)
+
+
+@pytest.fixture
+def restore_threads():
+    """The test may change torch's intra-op thread count: it is set back afterwards."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,11 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
+from utils.cpu_threads import ThreadTuner
 from utils.distributed import RANK, WORLD_SIZE, is_distributed, is_main
 from utils.errors import NonFiniteLossError
 from utils.log import LOGGER, TQDM_BAR_FORMAT
-from utils.precision import ThreadTuner, retain_freed_memory
+from utils.memory import retain_freed_memory
 from utils.schedule import accumulate_steps, apply_warmup
 
 MAX_GRAD_NORM = 10.0
