@@ -21,6 +21,7 @@ import val as validate
 from models.experimental import attempt_load
 from utils.autoanchor import check_anchors
 from utils.cli import run_cli
+from utils.coco import validates_on_coco
 from utils.dataset_config import check_dataset
 from utils.device import select_device
 from utils.distributed import (
@@ -185,7 +186,7 @@ def train(hyp, opt, device, callbacks=None):
         finish_checkpoints(last, best)
         if best.exists():
             LOGGER.info(f"\nValidating {best}...")
-            is_coco = str(data_dict.get("val", "")).endswith("coco/val2017.txt")
+            is_coco = validates_on_coco(data_dict)
             results, _, _ = validate.run(
                 data_dict, batch_size=batch_size // WORLD_SIZE * 2, imgsz=imgsz, amp=opt.amp,
                 model=attempt_load(best, device), iou_thres=0.65 if is_coco else 0.60, single_cls=opt.single_cls,
