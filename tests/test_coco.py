@@ -18,4 +18,4 @@ def test_validates_on_coco(val, expected):
 
 def test_coco80_to_coco91_class():
     ids = coco80_to_coco91_class()
-    assert len(ids) == 80 and ids[:12] == list(range(1, 12)) and ids[11] == 13 and ids[-1] == 90
+    assert len(ids) == 80 and ids[:11] == list(range(1, 12)) and ids[11] == 13 and ids[-1] == 90
