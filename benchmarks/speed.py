@@ -5,8 +5,9 @@
     python benchmarks/speed.py --cfg yolov5n.yaml --data shapes.yaml --img 256 --tasks train
 
 Modes: 'amp' is what train.py and val.py run by default (select_precision: bf16 autocast on CPUs with native bf16,
-fp16 on CUDA, channels_last, the CPU runtime tuned). 'fp32' (--compare-fp32) is the plain path YOLOv5 runs on a
-CPU: fp32 NCHW with torch's and glibc's defaults, and YOLOv5's NMS. Each task of each mode runs in a fresh process
+fp16 on CUDA, channels_last, the CPU runtime tuned). 'fp32' (--compare-fp32) is this toolkit on the plain path YOLOv5
+runs on a CPU: fp32 NCHW with torch's and glibc's defaults, and a re-implementation of YOLOv5's NMS
+(benchmarks/yolov5_nms.py); it is not Ultralytics' code. Each task of each mode runs in a fresh process
 (CPU settings and allocator state are process-wide), the two modes taking turns measurement by measurement so that
 both see the same machine load. Every figure is the median over --repeats, after one warm-up round per task.
 
