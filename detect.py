@@ -8,7 +8,6 @@ Sources: img.jpg, vid.mp4, path/ (a folder), 'path/*.jpg' (a glob), list.txt (on
 Results go to runs/detect/exp, exp2, ...: annotated images/videos, labels/*.txt, crops/<class>/*.jpg.
 """
 
-import argparse
 from pathlib import Path
 
 import cv2
@@ -18,7 +17,7 @@ import yaml
 
 from models.experimental import attempt_load
 from utils.boxes import scale_boxes, xyxy2xywh
-from utils.cli import run_cli
+from utils.cli import ArgumentParser, run_cli
 from utils.crops import save_one_box
 from utils.device import select_device, smart_inference_mode
 from utils.files import ROOT, increment_path
@@ -245,7 +244,7 @@ def run(
 
 
 def parse_opt(argv=None):
-    parser = argparse.ArgumentParser(description="YOLOv5 inference on images, videos, folders and streams")
+    parser = ArgumentParser(description="YOLOv5 inference on images, videos, folders and streams")
     parser.add_argument("--weights", nargs="+", type=str, default=ROOT / "yolov5s.pt", help="model path(s)")
     parser.add_argument("--source", type=str, default=ROOT / "data/images", help="file/dir/glob/.txt/URL/0(webcam)")
     parser.add_argument("--data", type=str, default=ROOT / "data/coco128.yaml", help="(optional) dataset.yaml path")

@@ -20,7 +20,8 @@ from torch.optim import lr_scheduler
 import val as validate
 from models.experimental import attempt_load
 from utils.autoanchor import check_anchors
-from utils.cli import run_cli
+from utils.autobatch import check_train_batch_size
+from utils.cli import ArgumentParser, run_cli
 from utils.coco import validates_on_coco
 from utils.dataset_config import check_dataset
 from utils.device import select_device
@@ -94,6 +95,8 @@ def train(hyp, opt, device, callbacks=None):
     freeze_layers(model, opt.freeze)
     stride = max(int(model.stride.max()), 32)
     imgsz = check_img_size(opt.imgsz, stride, floor=stride * 2)
+    if batch_size == -1:  # AutoBatch: one process only (main refuses it under DDP)
+        batch_size = opt.batch_size = check_train_batch_size(model, imgsz, amp=opt.amp)
     precision = select_precision(device, amp=opt.amp)
     precision.model(model)
     LOGGER.info(f"{colorstr('precision: ')}{precision.name}{', channels_last' if precision.channels_last else ''}")
@@ -234,13 +237,13 @@ def _broadcast_stop(stop):
 
 def parse_opt(known=False):
     """train.py's command line: YOLOv5 v7's flags, this project's additions and the 5.x flags it maps."""
-    parser = argparse.ArgumentParser()
+    parser = ArgumentParser()
     parser.add_argument("--weights", type=str, default=str(ROOT / "yolov5s.pt"), help="initial weights path")
     parser.add_argument("--cfg", type=str, default="", help="model.yaml path")
     parser.add_argument("--data", type=str, default=str(ROOT / "data/coco128.yaml"), help="dataset.yaml path")
     parser.add_argument("--hyp", type=str, default=str(ROOT / "data/hyps/hyp.scratch-low.yaml"), help="hyps path")
     parser.add_argument("--epochs", type=int, default=100, help="total training epochs")
-    parser.add_argument("--batch-size", type=int, default=16, help="total batch size for all GPUs")
+    parser.add_argument("--batch-size", type=int, default=16, help="total batch size for all GPUs, -1 for autobatch")
     parser.add_argument("--imgsz", "--img", "--img-size", type=int, nargs="+", default=[640],
                         help="train, val image size (pixels); a second value is the 5.x validation size")
     parser.add_argument("--rect", action="store_true", help="rectangular training")
@@ -293,7 +296,8 @@ def main(opt, callbacks=None):
     opt = check_train_options(apply_legacy_flags(opt))
     device = select_device(opt.device, batch_size=opt.batch_size)
     if LOCAL_RANK != -1:
-        for flag, value in (("--image-weights", opt.image_weights), ("--evolve", opt.evolve)):
+        for flag, value in (("--image-weights", opt.image_weights), ("--evolve", opt.evolve),
+                            ("AutoBatch with --batch-size -1", opt.batch_size == -1)):
             if value:
                 raise ValueError(f"{flag} is not compatible with DDP training")
         if opt.batch_size % WORLD_SIZE:

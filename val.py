@@ -20,7 +20,7 @@ from tqdm import tqdm
 from models.common import fuse_convs, unfused_convs
 from models.experimental import attempt_load
 from utils.boxes import scale_boxes, xywh2xyxy, xyxy2xywh
-from utils.cli import run_cli
+from utils.cli import ArgumentParser, run_cli
 from utils.coco import GroundTruthJSON, coco80_to_coco91_class, evaluate, save_one_json, validates_on_coco
 from utils.dataloaders import create_dataloader
 from utils.dataset_config import check_dataset
@@ -312,7 +312,7 @@ def _coco_eval(jdict, weights, data, save_dir, ground_truth, is_coco, dataloader
 
 
 def parse_opt(argv=None):
-    parser = argparse.ArgumentParser(description="Validate a YOLOv5 model on a detection dataset")
+    parser = ArgumentParser(description="Validate a YOLOv5 model on a detection dataset")
     parser.add_argument("--data", type=str, default=ROOT / "data/coco128.yaml", help="dataset.yaml path")
     parser.add_argument("--weights", nargs="+", type=str, default=ROOT / "yolov5s.pt", help="model path(s)")
     parser.add_argument("--batch-size", type=int, default=32, help="batch size")

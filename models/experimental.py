@@ -3,6 +3,7 @@
 import torch
 from torch import nn
 
+from models.mixed_convs import MixConv2d  # noqa: F401  (YOLOv5's path for it)
 from models.yolo import Detect, DetectionModel
 from utils.checkpoint import load_checkpoint
 from utils.downloads import attempt_download
@@ -13,7 +14,7 @@ class Ensemble(nn.ModuleList):
     """Several detectors on the same image: their decoded predictions concatenated for one joint NMS."""
 
     def forward(self, x, augment=False, profile=False, visualize=False):
-        outputs = [module(x, augment=augment)[0] for module in self]  # each (bs, n_i, 5 + nc)
+        outputs = [module(x, augment, profile, visualize)[0] for module in self]  # each (bs, n_i, 5 + nc)
         return torch.cat(outputs, 1), None
 
 
@@ -47,4 +48,4 @@ def attempt_load(weights, device=None, inplace=True, fuse=True):
     return model
 
 
-__all__ = ["Ensemble", "attempt_load", "DetectionModel"]
+__all__ = ["Ensemble", "attempt_load", "DetectionModel", "MixConv2d"]

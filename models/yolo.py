@@ -5,7 +5,6 @@ Usage:
 """
 
 import argparse
-import contextlib
 import math
 import sys
 from copy import deepcopy
@@ -18,23 +17,25 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))  # so `python models/yolo.py` finds models/ and utils/
 
-from models.common import C3, SPP, SPPF, Bottleneck, BottleneckCSP, Concat, Conv, DWConv, Focus, fuse_convs  # noqa: E402
+from models.common import Concat, Contract, Expand, fuse_convs  # noqa: E402
+from models.model_yaml import (  # noqa: E402
+    ACTIVATIONS,
+    CHANNEL_MODULES,
+    DEFAULT_CHANNEL_MULTIPLE,
+    MODULES,
+    REPEAT_INSIDE,
+    Conv_default_act,
+    ModelConfigError,
+    load_model_yaml,
+    resolve_arg,
+)
 from utils.autoanchor import check_anchor_order  # noqa: E402
 from utils.log import LOGGER  # noqa: E402
 from utils.model_utils import initialize_weights, make_divisible, model_info, scale_img  # noqa: E402
+from utils.plots import feature_visualization  # noqa: E402
 from utils.precision import single_threaded  # noqa: E402
+from utils.profiling import layer_cost  # noqa: E402
 
-# The module names a model YAML may use. Looked up by name: a YAML is data, never evaluated as code.
-MODULES = {
-    "Conv": Conv, "DWConv": DWConv, "Bottleneck": Bottleneck, "BottleneckCSP": BottleneckCSP, "C3": C3,
-    "SPP": SPP, "SPPF": SPPF, "Focus": Focus, "Concat": Concat,
-    "nn.Upsample": nn.Upsample, "nn.BatchNorm2d": nn.BatchNorm2d, "nn.Identity": nn.Identity,
-}
-CHANNEL_MODULES = (Conv, DWConv, Bottleneck, BottleneckCSP, C3, SPP, SPPF, Focus)  # args[0] is the output width
-REPEAT_INSIDE = (BottleneckCSP, C3)  # `number` becomes their inner repeat count, not a stack of copies
-ACTIVATIONS = {  # the model YAML's optional `activation:` key
-    "nn.SiLU()": nn.SiLU, "nn.ReLU()": nn.ReLU, "nn.Hardswish()": nn.Hardswish, "nn.LeakyReLU(0.1)": lambda: nn.LeakyReLU(0.1),
-}
 TTA_SCALES, TTA_FLIPS = (1, 0.83, 0.67), (None, 3, None)  # test-time augmentation: sizes, and 3 = left-right flip
 
 
@@ -108,10 +109,12 @@ class Detect(nn.Module):
 class BaseModel(nn.Module):
     """A sequential graph of layers in which each layer reads the previous output or earlier saved ones (`m.f`)."""
 
-    def forward(self, x):
-        return self._forward_once(x)
+    def forward(self, x, profile=False, visualize=False):
+        return self._forward_once(x, profile, visualize)
 
-    def _forward_once(self, x):
+    def _forward_once(self, x, profile=False, visualize=False):
+        if profile or visualize:
+            return self._forward_inspected(x, profile, visualize)
         outputs = []  # only the layers in self.save are kept
         for m in self.model:
             if m.f != -1:
@@ -119,6 +122,31 @@ class BaseModel(nn.Module):
             x = m(x)
             outputs.append(x if m.i in self.save else None)
         return x
+
+    def _forward_inspected(self, x, profile, visualize):
+        """_forward_once's pass, also logging each layer's cost (profile) and/or saving its feature maps to the folder
+        `visualize`. Kept apart so that the plain pass pays nothing per layer for either."""
+        outputs, times = [], []
+        for m in self.model:
+            if m.f != -1:
+                x = outputs[m.f] if isinstance(m.f, int) else [x if j == -1 else outputs[j] for j in m.f]
+            if profile:
+                self._profile_one_layer(m, x, times)
+            x = m(x)
+            outputs.append(x if m.i in self.save else None)
+            if visualize:
+                feature_visualization(x, m.type, m.i, save_dir=Path(visualize))
+        return x
+
+    def _profile_one_layer(self, m, x, times):
+        """Log layer m's forward time (ms, mean of 10 runs), GFLOPs and parameters, as YOLOv5's profile=True does."""
+        ms, gflops = layer_cost(m, x)
+        times.append(ms)
+        if m is self.model[0]:
+            LOGGER.info(f"{'time (ms)':>10s} {'GFLOPs':>10s} {'params':>10s}  module")
+        LOGGER.info(f"{ms:10.2f} {gflops:10.2f} {m.np:10.0f}  {m.type}")
+        if m is self.model[-1]:
+            LOGGER.info(f"{sum(times):10.2f} {'-':>10s} {'-':>10s}  Total")
 
     def fuse(self):
         """Fold every Conv's BatchNorm into its convolution (inference only; outputs unchanged)."""
@@ -197,10 +225,14 @@ class DetectionModel(BaseModel):
             self.train(training)
 
     def forward(self, x, augment=False, profile=False, visualize=False):
-        """Raw maps in training; (decoded boxes, raw maps) in eval. augment=True: TTA over 3 scales and a flip."""
+        """Raw maps in training; (decoded boxes, raw maps) in eval. augment=True: TTA over 3 scales and a flip.
+
+        profile=True logs each layer's time, GFLOPs and parameters; visualize=<folder> saves each layer's feature maps
+        there (stage{i}_{module}_features.png and .npy), as YOLOv5 does. Both are ignored with augment.
+        """
         if augment:
             return self._forward_augment(x)
-        return self._forward_once(x)
+        return self._forward_once(x, profile, visualize)
 
     def _forward_augment(self, x):
         img_size = x.shape[-2:]  # (h, w)
@@ -251,51 +283,18 @@ class DetectionModel(BaseModel):
 Model = DetectionModel  # YOLOv5 keeps this name for older code and checkpoints
 
 
-class ModelConfigError(ValueError):
-    """A model YAML with a missing key, an unknown module or a malformed layer row."""
-
-
-def load_model_yaml(cfg):
-    """A model YAML as a dict; a bare name like 'yolov5s.yaml' is found under models/."""
-    import yaml
-
-    path = Path(cfg)
-    if not path.is_file() and (ROOT / "models" / path.name).is_file():
-        path = ROOT / "models" / path.name
-    if not path.is_file():
-        raise FileNotFoundError(f"model YAML {cfg} not found (also looked in {ROOT / 'models'}): pass --cfg with an "
-                                "existing file such as yolov5s.yaml")
-    try:
-        content = yaml.safe_load(path.read_text(encoding="utf-8", errors="ignore"))
-    except yaml.YAMLError as e:
-        raise ModelConfigError(f"{path} is not valid YAML: {e}") from None
-    if not isinstance(content, dict):
-        raise ModelConfigError(f"{path} must be a mapping with nc, depth_multiple, width_multiple, anchors, "
-                               "backbone and head")
-    content.setdefault("yaml_file", str(path))
-    return content
-
-
-def _resolve_arg(arg, names):
-    """A layer argument from the YAML: 'nc' and 'anchors' become their values, 'None' becomes None."""
-    if isinstance(arg, str):
-        if arg == "None":
-            return None
-        return names.get(arg, arg)  # other strings ('nearest') are literal arguments
-    return arg
-
-
 def parse_model(d, ch, verbose=True):
     """Build the layers of a model dict. ch: [input channels]. Returns (nn.Sequential of layers, saved layer indices).
 
     Each row [from, number, module, args] makes layer i reading layer(s) `from` (-1 = previous); `number` is scaled
-    by depth_multiple, output channels by width_multiple (rounded up to a multiple of 8).
+    by depth_multiple, output channels by width_multiple (rounded up to a multiple of channel_multiple, default 8).
     """
     where = d.get("yaml_file", "model YAML")
     missing = [k for k in ("nc", "depth_multiple", "width_multiple", "anchors", "backbone", "head") if k not in d]
     if missing:
         raise ModelConfigError(f"{where} lacks {', '.join(missing)}")
     anchors, nc, gd, gw = d["anchors"], d["nc"], d["depth_multiple"], d["width_multiple"]
+    channel_multiple = d.get("channel_multiple") or DEFAULT_CHANNEL_MULTIPLE
     activation = d.get("activation")
     if activation is not None and activation not in ACTIVATIONS:
         raise ModelConfigError(f"{where} activation: {activation!r} is not one of {', '.join(ACTIVATIONS)}")
@@ -315,12 +314,12 @@ def parse_model(d, ch, verbose=True):
             if m is None:
                 raise ModelConfigError(f"{where} layer {i}: unknown module {name!r}; known: "
                                        f"{', '.join([*MODULES, 'Detect'])}")
-            args = [_resolve_arg(a, {"nc": nc, "anchors": anchors}) for a in args]
+            args = [resolve_arg(a, {"nc": nc, "anchors": anchors}) for a in args]
             n = n_ = max(round(n * gd), 1) if n > 1 else n
             if m in CHANNEL_MODULES:
                 c1, c2 = ch[f], args[0]
                 if c2 != no:
-                    c2 = make_divisible(c2 * gw, 8)
+                    c2 = make_divisible(c2 * gw, channel_multiple)
                 args = [c1, c2, *args[1:]]
                 if m in REPEAT_INSIDE:
                     args.insert(2, n)
@@ -333,11 +332,15 @@ def parse_model(d, ch, verbose=True):
                 args.append([ch[x] for x in f])
                 if isinstance(args[1], int):  # a count of anchors per level: placeholders that AutoAnchor replaces
                     args[1] = [list(range(args[1] * 2))] * len(f)
+            elif m is Contract:
+                c2 = ch[f] * args[0] ** 2
+            elif m is Expand:
+                c2 = ch[f] // args[0] ** 2
             else:
                 c2 = ch[f]
 
             layer = nn.Sequential(*(m(*args) for _ in range(n))) if n > 1 else m(*args)
-            type_name = f"{m.__module__}.{m.__name__}"
+            type_name = f"{m.__module__}.{m.__name__}".replace("__main__.", "")  # as YOLOv5 names it when run as a script
             n_params = sum(x.numel() for x in layer.parameters())
             layer.i, layer.f, layer.type, layer.np = i, f, type_name, n_params
             if verbose:
@@ -348,18 +351,6 @@ def parse_model(d, ch, verbose=True):
                 ch = []
             ch.append(c2)
     return nn.Sequential(*layers), sorted(save)
-
-
-@contextlib.contextmanager
-def Conv_default_act(activation):
-    """Conv's default activation replaced for the duration of one build (a YAML's `activation:`), then restored."""
-    previous = Conv.default_act
-    if activation is not None:
-        Conv.default_act = activation
-    try:
-        yield
-    finally:
-        Conv.default_act = previous
 
 
 def main(argv=None):

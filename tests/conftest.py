@@ -64,3 +64,31 @@ def tiny_coco128(tmp_path):
     data.write_text(yaml.safe_dump({"path": str(tmp_path / "data"), "train": "images", "val": "images",
                                     "names": names}))
     return data, weights
+
+
+@pytest.fixture
+def train_one_step():
+    """train_one_step(model, block) -> the loss of one SGD step on two random 64 px images with 2 boxes, after
+    checking that every parameter of `block` got a finite, non-zero gradient and was updated."""
+    import torch
+
+    from utils.hyp import load_hyp
+    from utils.loss import ComputeLoss
+
+    def step(model, block):
+        torch.manual_seed(0)
+        model.train()
+        model.hyp = load_hyp(ROOT / "data/hyps/hyp.scratch-low.yaml")
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+        images = torch.rand(2, 3, 64, 64)
+        targets = torch.tensor([[0, 1, 0.5, 0.5, 0.4, 0.3], [1, 3, 0.3, 0.6, 0.2, 0.4]])
+        before = [p.detach().clone() for p in block.parameters()]
+        loss, _ = ComputeLoss(model)(model(images), targets)
+        loss.backward()
+        optimizer.step()
+        for p, old in zip(block.parameters(), before):
+            assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0
+            assert not torch.equal(p, old)
+        return loss.item()
+
+    return step

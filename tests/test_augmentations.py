@@ -1,12 +1,16 @@
 """Augmentations: letterbox geometry, perspective/mosaic keep boxes on their objects, HSV, mixup, copy-paste."""
 
 import random
+import re
+import sys
 
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from utils.augmentations import (
+    Albumentations,
     augment_hsv,
     box_candidates,
     copy_paste,
@@ -205,3 +209,50 @@ def test_letterbox_resize_matches_cv2():
     im = np.random.default_rng(2).integers(0, 255, (50, 100, 3), dtype=np.uint8)
     out, _, _ = letterbox(im, (100, 200), auto=False)
     assert (out == cv2.resize(im, (200, 100), interpolation=cv2.INTER_LINEAR)).all()
+
+
+@pytest.fixture
+def log_lines(log_records):
+    return lambda: [r.getMessage() for r in log_records]
+
+
+def always(albumentations):
+    """The transforms YOLOv5 applies 1% of the time forced to every time (the p=0 ones stay off)."""
+    for t in albumentations.transform.transforms:
+        if t.p:
+            t.p = 1.0
+    return albumentations
+
+
+def test_albumentations_as_yolov5_applies_it(log_lines):
+    pytest.importorskip("albumentations")
+    alb = Albumentations(64)
+    lines = [m for m in log_lines() if "albumentations: " in m]
+    assert len(lines) == 1
+    applied = re.findall(r"([A-Z]\w+)\(p=([\d.]+)", lines[0])
+    assert applied == [("Blur", "0.01"), ("MedianBlur", "0.01"), ("ToGray", "0.01"), ("CLAHE", "0.01")]
+    assert [type(t).__name__ for t in alb.transform.transforms if t.p == 0] == \
+        ["RandomResizedCrop", "RandomBrightnessContrast", "RandomGamma", "ImageCompression"]
+
+    im = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    labels = np.array([[1, 0.5, 0.5, 0.2, 0.2], [0, 0.3, 0.3, 0.1, 0.1]], np.float32)
+    python_state, numpy_state = random.getstate(), np.random.get_state()[1].copy()
+    outputs = []
+    for _ in range(2):  # a fresh instance in a process seeded alike gives the same image
+        torch.manual_seed(0)
+        outputs.append(always(Albumentations(64))(im.copy(), labels))
+    (out, out_labels), (again, _) = outputs
+    assert np.array_equal(out, again) and out.shape == im.shape and (out != im).mean() > 0.9
+    assert np.abs(out[..., 0].astype(int) - out[..., 1]).max() <= 1  # ToGray: the channels agree
+    assert out_labels == pytest.approx(labels)  # pixel-level transforms leave the boxes
+    assert random.getstate() == python_state and np.array_equal(np.random.get_state()[1], numpy_state)
+    empty_im, empty = always(Albumentations(64))(im.copy(), np.zeros((0, 5), np.float32))
+    assert empty.shape == (0, 5)
+
+
+def test_albumentations_absent_is_skipped_silently(monkeypatch, log_lines):
+    monkeypatch.setitem(sys.modules, "albumentations", None)  # import albumentations -> ImportError
+    alb = Albumentations(64)
+    im, labels = np.zeros((8, 8, 3), np.uint8), np.zeros((1, 5), np.float32)
+    assert alb.transform is None and alb(im, labels) == (im, labels)
+    assert not [m for m in log_lines() if "albumentations" in m]

@@ -115,6 +115,23 @@ def test_own_checkpoint_round_trip(tmp_path):
         assert torch.equal(ckpt["model"].state_dict()[k], v), k
 
 
+@pytest.mark.parametrize("cfg", ["yolov5s-ghost.yaml", "yolov5s-transformer.yaml", "yolov3-tiny.yaml",
+                                 "yolov5n6.yaml"])
+def test_hub_model_checkpoints_pass_the_safe_loader(tmp_path, cfg):
+    """Pickles naming GhostConv, C3TR, TransformerLayer, MultiheadAttention, ZeroPad2d, ... are allowed and rebuilt."""
+    from models.model_yaml import load_model_yaml
+
+    torch.manual_seed(0)
+    config = load_model_yaml(cfg)
+    config["width_multiple"] = 0.125  # the same layer types, at a fraction of the size
+    model = DetectionModel(config, nc=2, verbose=False).half()
+    save_checkpoint({"model": model, "epoch": -1}, tmp_path / "hub.pt")
+    loaded = load_checkpoint(tmp_path / "hub.pt")["model"]
+    assert [m.type for m in loaded.model] == [m.type for m in model.model]
+    for k, v in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v), k
+
+
 def test_fused_checkpoint_loads(tmp_path):
     model = DetectionModel("yolov5n.yaml", nc=2, verbose=False).eval().fuse()
     save_checkpoint({"model": model}, tmp_path / "fused.pt")

@@ -39,3 +39,53 @@ def test_run_cli_lets_bugs_through():
     with pytest.raises(SystemExit) as exit_info:
         run_cli(lambda: (_ for _ in ()).throw(FileNotFoundError("x.pt not found")))
     assert exit_info.value.code == 1
+
+
+def spelled(argv, sep):
+    """argv with every long flag's word separator replaced by sep."""
+    return [("--" + a[2:].replace("-", "_").replace("_", sep)) if a.startswith("--") else a for a in argv]
+
+
+def test_argument_parser_takes_either_spelling():
+    from utils.cli import ArgumentParser
+
+    parser = ArgumentParser()
+    parser.add_argument("--save-period", type=int, default=-1)
+    parser.add_argument("--upload_dataset", action="store_true")
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=-1)
+    parser.add_argument("rest", nargs="*")
+    opt = parser.parse_args(["--save_period=3", "--upload-dataset", "--local_rank", "1", "--", "--not_a_flag"])
+    assert (opt.save_period, opt.upload_dataset, opt.local_rank, opt.rest) == (3, True, 1, ["--not_a_flag"])
+    assert parser.parse_args(["--save-period", "2", "--local-rank", "0"]).local_rank == 0
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--save_periods", "2"])
+
+
+TRAIN_FLAGS = ["--batch-size", "8", "--img-size", "320", "--save-period", "2", "--image-weights", "--multi-scale",
+               "--single-cls", "--sync-bn", "--exist-ok", "--cos-lr", "--label-smoothing", "0.1",
+               "--evolve-population", "seeds", "--resume-evolve", "pop.yaml", "--upload-dataset", "val",
+               "--bbox-interval", "3", "--artifact-alias", "v2", "--ndjson-console", "--ndjson-file", "--log-imgs",
+               "8", "--log-artifacts", "--local-rank", "0", "--cache-images", "--linear-lr", "--evolve-method", "gp",
+               "--ray-address", "auto"]
+VAL_FLAGS = ["--batch-size", "4", "--img-size", "320", "--conf-thres", "0.1", "--iou-thres", "0.5", "--max-det", "9",
+             "--single-cls", "--save-txt", "--save-hybrid", "--save-conf", "--save-json", "--exist-ok"]
+DETECT_FLAGS = ["--img-size", "320", "--conf-thres", "0.1", "--iou-thres", "0.5", "--max-det", "9", "--view-img",
+                "--save-txt", "--save-conf", "--save-crop", "--agnostic-nms", "--exist-ok", "--line-thickness", "2",
+                "--hide-labels", "--hide-conf", "--vid-stride", "2"]
+
+
+@pytest.mark.parametrize("script, argv", [("train", TRAIN_FLAGS), ("val", VAL_FLAGS), ("detect", DETECT_FLAGS)])
+def test_every_flag_parses_with_hyphens_or_underscores(monkeypatch, script, argv):
+    import importlib
+
+    module = importlib.import_module(script)
+
+    def parse(args):
+        if script == "train":
+            monkeypatch.setattr(sys, "argv", ["train.py", *args])
+            return vars(module.parse_opt())
+        return vars(module.parse_opt(args))
+
+    hyphens, underscores = parse(spelled(argv, "-")), parse(spelled(argv, "_"))
+    assert hyphens == underscores
+    assert hyphens != parse([])  # the flags were taken, not ignored

@@ -116,6 +116,18 @@ def test_train_batch_layout_and_alignment(tmp_path, still_hyp, seed):
     assert checked >= 3
 
 
+def test_training_images_go_through_albumentations(tmp_path, still_hyp):
+    pytest.importorskip("albumentations")
+    path = make_dataset(tmp_path)
+    loader, dataset = create_dataloader(str(path), 64, 6, 32, hyp=still_hyp, augment=True, workers=0)
+    for t in dataset.albumentations.transform.transforms:
+        t.p = 1.0 if t.p else 0.0  # YOLOv5's 1% transforms every time: ToGray makes every image grey
+    imgs, targets, _, _ = next(iter(loader))
+    assert (imgs[:, 0].int() - imgs[:, 1]).abs().max() <= 1 and len(targets)
+    _, val_dataset = create_dataloader(str(path), 64, 6, 32, workers=0)
+    assert val_dataset.albumentations is None  # validation images are never augmented
+
+
 def test_val_batch_letterbox_rect_and_shapes(tmp_path):
     path = make_dataset(tmp_path)
     loader, dataset = create_dataloader(str(path), 96, 2, 32, rect=True, pad=0.5, workers=0)

@@ -2,6 +2,8 @@
 
 import math
 
+import cv2
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -186,3 +188,80 @@ def test_cli_prints_the_layer_table():
         LOGGER.removeHandler(handler)
     text = "\n".join(lines)
     assert "models.common.SPPF" in text and "YOLOv5n summary: 214 layers, 1872157 parameters" in text
+
+
+def log_messages(run):
+    """The messages LOGGER emits while run() runs, and run()'s result."""
+    import logging
+
+    from utils.log import LOGGER
+
+    lines = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())
+    LOGGER.addHandler(handler)
+    try:
+        return lines, run()
+    finally:
+        LOGGER.removeHandler(handler)
+
+
+TINY_CFG = {"nc": 2, "depth_multiple": 1.0, "width_multiple": 1.0, "anchors": [[10, 13, 16, 30, 33, 23]],
+            "backbone": [[-1, 1, "Conv", [8, 3, 2]], [-1, 1, "Conv", [40, 3, 2]], [-1, 1, "Conv", [16, 3, 2]]],
+            "head": [[[-1], 1, "Detect", ["nc", "anchors"]]]}
+
+
+def test_profile_logs_time_gflops_and_parameters_per_layer():
+    torch.manual_seed(0)
+    model = DetectionModel(TINY_CFG, verbose=False).eval()
+    x = torch.rand(1, 3, 320, 320)
+    with torch.no_grad():
+        lines, profiled = log_messages(lambda: model(x, profile=True))
+        plain = model(x)
+    assert torch.equal(profiled[0], plain[0])  # profiling changes nothing in the result
+    assert lines[0].split() == ["time", "(ms)", "GFLOPs", "params", "module"]
+    rows = [line.split() for line in lines[1:-1]]
+    assert [r[3] for r in rows] == ["models.common.Conv"] * 3 + ["models.yolo.Detect"]
+    assert [int(r[2]) for r in rows] == [3 * 8 * 9 + 16, 8 * 40 * 9 + 80, 40 * 16 * 9 + 32, 16 * 21 + 21]
+    # 2 x multiply-adds of each conv: 160^2 px x 8 out x 27 in x 2 = 0.011 GFLOPs; 80^2 x 40 x 72 x 2 = 0.037
+    assert [float(r[1]) for r in rows[:2]] == [0.01, 0.04]
+    assert all(float(r[0]) >= 0 for r in rows)
+    assert lines[-1].split()[1:] == ["-", "-", "Total"]
+    assert float(lines[-1].split()[0]) == pytest.approx(sum(float(r[0]) for r in rows), abs=0.05 * len(rows))
+
+
+@pytest.mark.parametrize("size, stages", [(64, [0, 1, 2]), (8, [0, 1])])  # at 8 px layer 2 maps 1x1: skipped
+def test_visualize_saves_each_stage_feature_maps(tmp_path, size, stages):
+    torch.manual_seed(0)
+    model = DetectionModel(TINY_CFG, verbose=False).eval()
+    x = torch.rand(1, 3, size, size)
+    with torch.no_grad():
+        out = model(x, visualize=tmp_path / "feats")
+        assert torch.equal(out[0], model(x)[0])
+    names = ["Conv", "Conv", "Conv"]
+    expected = {f"stage{i}_{names[i]}_features.{ext}" for i in stages for ext in ("png", "npy")}
+    assert {p.name for p in (tmp_path / "feats").iterdir()} == expected
+    for i in stages:
+        png = cv2.imread(str(tmp_path / "feats" / f"stage{i}_Conv_features.png"))
+        assert png is not None and png.std() > 5  # drawn maps, not a blank canvas
+        maps = np.load(tmp_path / "feats" / f"stage{i}_Conv_features.npy")
+        assert maps.shape == (model.model[i].conv.out_channels, size // 2 ** (i + 1), size // 2 ** (i + 1))
+
+
+def test_detect_visualize_writes_feature_maps_per_image(tmp_path):
+    import detect
+    from utils.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    weights = tmp_path / "tiny.pt"
+    save_checkpoint({"model": DetectionModel(TINY_CFG, verbose=False), "epoch": -1}, weights)
+    (tmp_path / "images").mkdir()
+    for name in ("a", "b"):
+        cv2.imwrite(str(tmp_path / "images" / f"{name}.jpg"), np.random.default_rng(0).integers(0, 255, (40, 40, 3),
+                                                                                                 dtype=np.uint8))
+    save_dir = detect.run(weights=weights, source=tmp_path / "images", imgsz=(64, 64), device="cpu", visualize=True,
+                          project=tmp_path / "runs", name="exp", nosave=True)
+    for name in ("a", "b"):
+        pngs = sorted((save_dir / name).glob("*.png"))
+        assert [p.name for p in pngs] == [f"stage{i}_Conv_features.png" for i in range(3)]
+        assert all(p.stat().st_size > 1000 for p in pngs)

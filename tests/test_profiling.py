@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from utils.profiling import Profile, profile
+from utils.profiling import Profile, layer_cost, profile
 
 
 def test_profile_two_ops_returns_figures_for_each():
@@ -78,3 +78,23 @@ def test_profile_cpu_peak_memory_sees_a_50mb_output():
     x = torch.randn(1, 1, 1, 1)
     (row,) = profile(x, [lambda t: t.expand(1, 1, 3125, 4000).contiguous()], n=1, device="cpu")
     assert 0.045 < row[2] < 1.0  # 12.5M float32 = 50 MB in GB, plus the gradient buffers at most
+
+
+class WritesIntoItsInput(nn.Module):
+    """Like Detect: replaces the entries of the list it is given."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 4, 1, bias=False)
+
+    def forward(self, x):
+        x[0] = self.conv(x[0])
+        return x
+
+
+def test_layer_cost_gflops_and_fresh_list_per_run():
+    """1x1 conv 2->4 on 8x8: 64 px x 4 x 2 multiply-adds x 2 = 1024 FLOPs. A run must not see the previous output."""
+    x = [torch.rand(1, 2, 8, 8)]
+    ms, gflops = layer_cost(WritesIntoItsInput(), x, n=3)
+    assert gflops == pytest.approx(1024 / 1e9) and ms >= 0
+    assert x[0].shape == (1, 2, 8, 8)  # the caller's list is untouched

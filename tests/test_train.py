@@ -88,6 +88,25 @@ def test_two_epochs_write_the_run_files(tiny_data, tmp_path):
 
 
 @pytest.mark.slow
+def test_autobatch_trains_on_cpu_with_16_and_the_notice(tiny_data, tmp_path):
+    import logging
+
+    from utils.log import LOGGER
+
+    lines = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())
+    LOGGER.addHandler(handler)
+    try:
+        opt = train.run(**run_args(tiny_data, tmp_path, epochs=1, batch_size=-1, noval=True))
+    finally:
+        LOGGER.removeHandler(handler)
+    assert opt.batch_size == 16
+    assert any("CUDA not detected, using default CPU batch-size 16" in line for line in lines)
+    assert len(read_rows(tmp_path / "exp" / "results.csv")) == 1
+
+
+@pytest.mark.slow
 def test_resume_after_sigkill_mid_epoch(tiny_data, tmp_path):
     args = run_args(tiny_data, tmp_path, epochs=3, noval=False)
     killer = textwrap.dedent(f"""

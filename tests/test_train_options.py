@@ -76,3 +76,35 @@ def test_resume_restores_options(tmp_path):
     assert get_latest_run([tmp_path]) == str(run / "weights" / "last.pt")
     with pytest.raises(ResumeError, match="no such checkpoint"):
         restore_resume_options(options(resume=str(tmp_path / "missing.pt")))
+
+
+@pytest.mark.parametrize("flags, named", [
+    (dict(entity="team"), "--entity"),
+    (dict(upload_dataset="val"), "--upload_dataset"),
+    (dict(bbox_interval=5), "--bbox_interval"),
+    (dict(artifact_alias="v3"), "--artifact_alias"),
+    (dict(ndjson_console=True, ndjson_file=True), "--ndjson-console, --ndjson-file"),
+    (dict(log_imgs=8, log_artifacts=True), "--log-imgs, --log-artifacts"),
+])
+def test_logger_flags_are_accepted_with_one_notice(flags, named, notices):
+    opt = apply_legacy_flags(options(**flags))
+    lines = [m for m in notices() if "logger flags are not used" in m]
+    assert len(lines) == 1 and named in lines[0]
+    assert all(getattr(opt, k) == v for k, v in flags.items())  # kept in opt.yaml, as YOLOv5 keeps them
+
+
+def test_logger_flags_at_their_defaults_say_nothing(notices):
+    apply_legacy_flags(options(entity=None, upload_dataset=False, bbox_interval=-1, artifact_alias="latest"))
+    assert not [m for m in notices() if "logger" in m]
+
+
+@pytest.mark.parametrize("flags, method, said", [
+    (dict(evolve_population="seeds"), "population", "--evolve_population: YOLOv5's population GA"),
+    (dict(resume_evolve="pop.yaml"), "population", "--resume_evolve: YOLOv5's population GA"),
+    (dict(resume_evolve="pop.yaml", evolve_method="gp"), "gp", "only apply to --evolve-method population"),
+    (dict(evolve_population="seeds", evolve_method="population"), "population", None),
+])
+def test_population_flags_select_the_population_method(flags, method, said, notices):
+    opt = apply_legacy_flags(options(**{"evolve_method": "mutation", **flags}))
+    assert opt.evolve_method == method
+    assert any(said in m for m in notices()) if said else not any("population" in m for m in notices())

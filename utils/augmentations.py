@@ -1,8 +1,9 @@
-"""Image augmentations as YOLOv5 applies them: letterbox, mosaic tiling, random perspective, HSV, mixup, copy-paste.
+"""Image augmentations as YOLOv5 applies them: letterbox, mosaic tiling, random perspective, HSV, mixup, copy-paste,
+and the optional Albumentations pass.
 
 Images are HWC BGR uint8 numpy arrays; labels are (n, 5) [cls, x1, y1, x2, y2] in pixels unless a docstring says
 otherwise. Every random draw comes from Python's `random` or numpy's global generator, in YOLOv5's order, so that a
-seeded worker reproduces its stream.
+seeded worker reproduces its stream; albumentations draws from its own generator, seeded per process (Albumentations).
 """
 
 import math
@@ -10,8 +11,10 @@ import random
 
 import cv2
 import numpy as np
+import torch
 
 from utils.boxes import bbox_ioa, resample_segments, xyn2xy, xywhn2xyxy
+from utils.log import LOGGER, colorstr
 
 GREY = (114, 114, 114)  # padding colour of letterbox and mosaic
 
@@ -232,3 +235,48 @@ def tile_mosaic(images, labels, segments, size, centre):
     for x in (out_labels[:, 1:], *out_segments):
         np.clip(x, 0, s2, out=x)
     return canvas, out_labels, out_segments
+
+
+class Albumentations:
+    """YOLOv5's optional albumentations pass on training images, applied when the package is installed: blur, median
+    blur, grayscale and CLAHE at 1% each (crop, brightness/contrast, gamma and JPEG compression are there at p=0, as
+    in YOLOv5). Without the package nothing is applied and nothing is said, as in YOLOv5.
+
+    albumentations 2 draws from its own generator, not Python's or numpy's: it is seeded from torch.initial_seed() in
+    each process (each DataLoader worker has its own), so a seeded run repeats and the global streams are untouched.
+    """
+
+    def __init__(self, size=640):
+        self.transform = None
+        self.seed = None  # the torch seed the generator was last seeded from
+        prefix = colorstr("albumentations: ")
+        try:
+            import albumentations as A
+
+            transforms = [
+                A.RandomResizedCrop(size=(size, size), scale=(0.8, 1.0), ratio=(0.9, 1.11), p=0.0),
+                A.Blur(p=0.01),
+                A.MedianBlur(p=0.01),
+                A.ToGray(p=0.01),
+                A.CLAHE(p=0.01),
+                A.RandomBrightnessContrast(p=0.0),
+                A.RandomGamma(p=0.0),
+                A.ImageCompression(quality_range=(75, 100), p=0.0),
+            ]
+            self.transform = A.Compose(transforms, bbox_params=A.BboxParams(format="yolo", label_fields=["class_labels"]))
+            LOGGER.info(prefix + ", ".join(f"{t}" for t in transforms if t.p))
+        except ImportError:
+            pass
+        except Exception as e:  # e.g. an albumentations 1.x, whose transforms take other arguments
+            LOGGER.info(f"{prefix}{e}")
+
+    def __call__(self, im, labels, p=1.0):
+        """(image, labels) transformed with probability p; labels (n, 5) [cls, x, y, w, h] normalised."""
+        if self.transform is None or (p < 1 and random.random() >= p):
+            return im, labels
+        if self.seed != torch.initial_seed():
+            self.seed = torch.initial_seed()
+            self.transform.set_random_seed(self.seed % 2**32)
+        new = self.transform(image=im, bboxes=labels[:, 1:], class_labels=labels[:, 0])
+        labels = np.array([[c, *b] for c, b in zip(new["class_labels"], new["bboxes"])]).reshape(-1, 5)
+        return new["image"], labels

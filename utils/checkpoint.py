@@ -20,12 +20,15 @@ from utils.log import LOGGER
 
 # Classes an official (v6.0-v7.0) or our own checkpoint may name, besides what torch's weights-only loader allows
 MODEL_CLASSES = [f"models.yolo.{n}" for n in ("Model", "DetectionModel", "Detect", "BaseModel")] + [
-    f"models.common.{n}" for n in ("Conv", "DWConv", "Bottleneck", "BottleneckCSP", "C3", "SPP", "SPPF", "Focus",
-                                   "Concat")]
+    f"models.common.{n}" for n in (
+        "Conv", "DWConv", "Bottleneck", "BottleneckCSP", "C3", "SPP", "SPPF", "Focus", "Concat",
+        "GhostConv", "GhostBottleneck", "C3Ghost", "TransformerLayer", "TransformerBlock", "C3TR", "CrossConv", "C3x",
+        "C3SPP", "Contract", "Expand")] + ["models.experimental.MixConv2d"]
 TORCH_CLASSES = [f"torch.nn.modules.{n}" for n in (
     "container.Sequential", "container.ModuleList", "conv.Conv2d", "batchnorm.BatchNorm2d", "activation.SiLU",
     "activation.ReLU", "activation.LeakyReLU", "activation.Hardswish", "pooling.MaxPool2d",
-    "upsampling.Upsample", "linear.Identity")]
+    "upsampling.Upsample", "linear.Identity", "linear.Linear", "linear.NonDynamicallyQuantizableLinear",
+    "activation.MultiheadAttention", "padding.ZeroPad2d")]
 
 
 class PickledModule:

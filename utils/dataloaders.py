@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset, distributed
 from tqdm import tqdm
 
 from utils.augmentations import (
+    Albumentations,
     augment_hsv,
     copy_paste,
     letterbox,
@@ -107,6 +108,7 @@ class LoadImagesAndLabels(Dataset):
         self.rect = False if image_weights else rect
         self.mosaic = self.augment and not self.rect  # mosaic tiles square inputs, so not with rect batches
         self.mosaic_border = [-img_size // 2, -img_size // 2]
+        self.albumentations = Albumentations(size=img_size) if augment else None
         self.stride = stride
         self.path = path
         if augment and hyp is None:
@@ -278,6 +280,8 @@ class LoadImagesAndLabels(Dataset):
         if num_labels:
             labels[:, 1:5] = xyxy2xywhn(labels[:, 1:5], w=img.shape[1], h=img.shape[0], clip=True, eps=1e-3)
         if self.augment:
+            img, labels = self.albumentations(img, labels)
+            num_labels = len(labels)
             augment_hsv(img, hgain=hyp["hsv_h"], sgain=hyp["hsv_s"], vgain=hyp["hsv_v"])
             if random.random() < hyp["flipud"]:
                 img = np.flipud(img)

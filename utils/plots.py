@@ -226,3 +226,31 @@ def plot_labels(labels, names=(), save_dir=Path("")):
         for side in ("top", "right"):
             ax.spines[side].set_visible(False)
     fig.savefig(Path(save_dir) / "labels.jpg", dpi=200)
+
+
+def feature_visualization(x, module_type, stage, n=32, save_dir=Path("runs/detect/exp")):
+    """Save the first image's feature maps of one layer as YOLOv5 does: up to n channels, 8 per row, in
+    save_dir/stage{stage}_{module}_features.png, and all channels in the .npy beside it.
+
+    Skipped for the Detect head and for maps of one pixel in height or width.
+    """
+    if "Detect" in module_type or not isinstance(x, torch.Tensor) or x.dim() != 4:
+        return
+    _, channels, height, width = x.shape
+    if height <= 1 or width <= 1:
+        return
+    f = Path(save_dir) / f"stage{stage}_{module_type.split('.')[-1]}_features.png"
+    features = x[0].detach().cpu()
+    features = features.float() if features.dtype == torch.bfloat16 else features  # numpy has no bfloat16
+    n = min(n, channels)
+    fig, axes = _figure((6.4, 4.8), nrows=math.ceil(n / 8), ncols=8, squeeze=False)
+    fig.subplots_adjust(wspace=0.05, hspace=0.05)
+    axes = axes.ravel()
+    for i, ax in enumerate(axes):
+        if i < n:
+            ax.imshow(features[i].float().numpy())
+        ax.axis("off")
+    LOGGER.info(f"Saving {f}... ({n}/{channels})")
+    f.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(f, dpi=300, bbox_inches="tight")
+    np.save(str(f.with_suffix(".npy")), features.numpy())

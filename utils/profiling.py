@@ -190,3 +190,16 @@ def _profile_one(op, x, n, device):
             backward_ms += (t2 - t1) * 1000 / n
     params = sum(p.numel() for p in op.parameters()) if isinstance(op, nn.Module) else 0
     return [params, flops, peak.gb, forward_ms, backward_ms, _shape(x), _shape(y)]
+
+
+def layer_cost(layer, x, n=10):
+    """(forward ms as the mean of n runs, GFLOPs) of one network layer on its input x, a tensor or a list of them.
+
+    A list is copied for every run: Detect writes its outputs into the list it is given.
+    """
+    fresh = (lambda: list(x)) if isinstance(x, list) else (lambda: x)
+    gflops = _gflops(layer, fresh())
+    t0 = time_sync()
+    for _ in range(n):
+        layer(fresh())
+    return (time_sync() - t0) * 1000 / n, gflops

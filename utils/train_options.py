@@ -16,14 +16,30 @@ PREFIX = colorstr("options: ")
 SEARCH_FOLDERS = ("data", "models", "data/hyps", "models/hub")
 
 
+# YOLOv5's flags (4.0 to today) for its W&B, ClearML, Comet and NDJSON loggers, as it spells them, with their defaults:
+# accepted with a notice, since this toolkit has no such logger
+LOGGER_FLAGS = {"--entity": None, "--upload_dataset": False, "--bbox_interval": -1, "--artifact_alias": "latest",
+                "--ndjson-console": False, "--ndjson-file": False, "--log-imgs": 16, "--log-artifacts": False}
+
+
 def add_legacy_arguments(parser):
-    """Flags of YOLOv5 5.x tutorials, accepted and mapped by apply_legacy_flags (hidden from --help)."""
+    """Flags of YOLOv5 4.x/5.x tutorials and of YOLOv5's loggers, accepted, then mapped or noted as unused by
+    apply_legacy_flags (the old ones hidden from --help)."""
     hidden = argparse.SUPPRESS
     parser.add_argument("--adam", action="store_true", help=hidden)
     parser.add_argument("--linear-lr", action="store_true", help=hidden)
     parser.add_argument("--notest", action="store_true", help=hidden)
     parser.add_argument("--cache-images", action="store_true", help=hidden)
     parser.add_argument("--logdir", type=str, default=None, help=hidden)
+    unused = "YOLOv5 logger flag, accepted and not used"
+    parser.add_argument("--entity", default=None, help=unused)
+    parser.add_argument("--upload_dataset", nargs="?", const=True, default=False, help=unused)
+    parser.add_argument("--bbox_interval", type=int, default=-1, help=unused)
+    parser.add_argument("--artifact_alias", type=str, default="latest", help=unused)
+    parser.add_argument("--ndjson-console", action="store_true", help=unused)
+    parser.add_argument("--ndjson-file", action="store_true", help=unused)
+    parser.add_argument("--log-imgs", type=int, default=16, help=hidden)
+    parser.add_argument("--log-artifacts", action="store_true", help=hidden)
 
 
 def apply_legacy_flags(opt):
@@ -58,10 +74,30 @@ def apply_legacy_flags(opt):
         LOGGER.warning(f"{PREFIX}--bucket (gsutil sync of evolve files) is not supported: processes on one machine "
                        "share runs/evolve/<name> directly; to share across machines use --ray, or sync that folder "
                        "yourself (e.g. gsutil rsync). Continuing without a bucket.")
+    given = [flag for flag, default in LOGGER_FLAGS.items() if getattr(opt, flag[2:].replace("-", "_"), default) != default]
+    if given:
+        notice(f"{', '.join(given)}: YOLOv5's W&B/ClearML/Comet/NDJSON logger flags are not used here (no such "
+               "logger); results are written under the run folder")
+    _population_flags(opt, notice)
     for key in ("adam", "linear_lr", "notest", "cache_images", "logdir"):
         if hasattr(opt, key):
             delattr(opt, key)  # mapped: keep opt.yaml in today's terms
     return opt
+
+
+def _population_flags(opt, notice):
+    """--evolve_population / --resume_evolve belong to YOLOv5's population GA: they select --evolve-method population
+    when no other method was asked for."""
+    flags = [f"--{key}" for key in ("evolve_population", "resume_evolve") if getattr(opt, key, None)]
+    method = getattr(opt, "evolve_method", "mutation")
+    if not flags or method == "population":
+        return
+    if method == "mutation":  # the default: these flags only mean something to the population method
+        opt.evolve_method = "population"
+        notice(f"{' and '.join(flags)}: YOLOv5's population GA, run as --evolve-method population")
+    else:
+        LOGGER.warning(f"{PREFIX}{' and '.join(flags)} only apply to --evolve-method population, not {method}: "
+                       "ignored")
 
 
 def find_file(name, kind="file"):
