@@ -5,11 +5,10 @@ as one at the top: a cycle broken only by deferring one of its imports is still 
 """
 
 import ast
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from utils.files import ROOT
 SOURCE_FOLDERS = ("models", "utils", "benchmarks")  # with the scripts in the root: the project's code (tests apart)
 MAX_LINES = 400
 LONG_MODULES = {}  # module name: why it may stay longer than MAX_LINES (none at present)
