@@ -9,6 +9,7 @@ import ast
 import pytest
 
 from utils.files import ROOT
+
 SOURCE_FOLDERS = ("models", "utils", "benchmarks")  # with the scripts in the root: the project's code (tests apart)
 MAX_LINES = 400
 LONG_MODULES = {}  # module name: why it may stay longer than MAX_LINES (none at present)
