@@ -68,11 +68,14 @@ def train(hyp, opt, device, callbacks=None):
     """Train one model as `opt` describes; returns (P, R, mAP@0.5, mAP@0.5:0.95, val box, obj, cls loss).
 
     hyp: a dict or a hyp YAML path. callbacks: optional {'on_train_batch_end': f(epoch, batch_index),
-    'on_fit_epoch_end': f(epoch, results_row)} for code that drives train() from Python.
+    'on_fit_epoch_end': f(epoch, results_row)} for code that drives train() from Python; an exception raised there
+    ends the training (--evolve-prune stops a candidate so). opt.val_epochs (optional): 1-based epochs validated
+    under --noval besides the last one.
     """
     callbacks = callbacks or {}
     save_dir, epochs, batch_size = Path(opt.save_dir), opt.epochs, opt.batch_size
     resume, noval, nosave, evolve = opt.resume, opt.noval, opt.nosave, opt.evolve
+    val_epochs = set(getattr(opt, "val_epochs", None) or ())
     plots = not evolve and not opt.noplots
     verbose = not evolve  # an evolution logs one line per generation, not every batch
 
@@ -161,7 +164,7 @@ def train(hyp, opt, device, callbacks=None):
             if is_main():  # validate, log and save
                 final_epoch = epoch + 1 == epochs or stopper.possible_stop
                 ema.update_attr(model, include=EMA_ATTRIBUTES)
-                if not noval or final_epoch:
+                if not noval or final_epoch or epoch + 1 in val_epochs:
                     results, maps, _ = validate.run(
                         data_dict, batch_size=batch_size // WORLD_SIZE * 2, imgsz=imgsz, amp=opt.amp,
                         model=ema.ema, single_cls=opt.single_cls, dataloader=val_loader, save_dir=save_dir,
@@ -284,7 +287,15 @@ def parse_opt(known=False):
     parser.add_argument("--resume-evolve", type=str, default=None, help="evolve_population.yaml to continue")
     parser.add_argument("--ray", action="store_true", help="run --evolve candidates as Ray tasks")
     parser.add_argument("--ray-address", type=str, default=None, help="Ray cluster address (default: local)")
-    parser.add_argument("--evolve-verify", type=int, default=0, help="retrain the best rows on K unseen seeds")
+    parser.add_argument("--evolve-verify", type=int, default=0,
+                        help="retrain the best rows on K unseen seeds to pick, the pick on K more to report its gain")
+    parser.add_argument("--evolve-verify-epochs", type=int, default=None,
+                        help="epochs of each --evolve-verify training (default: --epochs)")
+    parser.add_argument("--evolve-prune", action="store_true", help="stop weak --evolve candidates early (ASHA)")
+    parser.add_argument("--evolve-prune-min-epochs", type=int, default=1, help="first rung R: epochs R, R*eta, ...")
+    parser.add_argument("--evolve-prune-eta", type=int, default=3, help="the best 1/eta of each rung go on")
+    parser.add_argument("--evolve-claim-grace", type=float, default=5.0,
+                        help="minutes without a heartbeat after which a candidate in flight counts as lost and is redone")
     add_legacy_arguments(parser)
     return parser.parse_known_args()[0] if known else parser.parse_args()
 

@@ -1,9 +1,10 @@
 """Does an evolution's pick train better than the defaults on seeds it never saw? mutation against gp, end to end.
 
 Each method evolves for --generations with search seed 0 into its own folder (train.py --evolve), then the same command
-with --evolve-verify K retrains the default hyps and the 3 best rows on the K unseen seeds 1..K (it verifies without
-evolving again). Per method it prints the reported best fitness, that row's verified mean and its gain over the
-defaults paired by seed, the verified pick (hyp_evolved.yaml) and the wall time of the search and of the verification.
+with --evolve-verify K retrains the default hyps and the 3 best rows on the K unseen pick seeds 1..K and the pick and
+the defaults on the K report seeds K+1..2K (it verifies without evolving again). Per method it prints the reported best
+fitness, that row's gain over the defaults on the pick seeds, the pick, its gain on the pick seeds and on the report
+seeds (paired by seed), what hyp_evolved.yaml keeps, and the wall time of the search and of the verification.
 
 The full benchmark (about 25 minutes on a quiet 2-core CPU). --noautoanchor keeps yolov5n.pt's anchors, which AutoAnchor
 would otherwise replace at 320 px (BPR 0.957); with them kept the defaults score 0.296, as YOLOv5's own run did (0.297):
@@ -17,18 +18,18 @@ train.py counts the rows already there, and the times printed then cover only th
 
 import argparse
 import math
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from evolve_runs import ROOT, add_training_arguments, timed_run
+from evolve_runs import train_command as cli_command
+
 sys.path.insert(0, str(ROOT))
 
 from utils.evolve.ga import constrain  # noqa: E402
 from utils.evolve.meta import evolution_space  # noqa: E402
 from utils.evolve.store import EvolveStore  # noqa: E402
-from utils.evolve.verify import best_verdict, pick_candidates, recorded, verdicts, verify_seeds  # noqa: E402
+from utils.evolve.verify import judge, pick_candidates, recorded, verify_seeds  # noqa: E402
 from utils.hyp import load_hyp  # noqa: E402
 
 SEARCH_SEED = 0
@@ -38,15 +39,9 @@ def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--methods", nargs="+", default=["mutation", "gp"], help="--evolve-method values to compare")
     parser.add_argument("--generations", type=int, default=100, help="generations per method (rows of evolve.csv)")
-    parser.add_argument("--seeds", type=int, default=6, help="unseen seeds each pick and the defaults are retrained on")
-    parser.add_argument("--imgsz", type=int, default=320, help="train and val image size")
+    parser.add_argument("--seeds", type=int, default=6, help="K: unseen seeds to pick on, and K more to report on")
     parser.add_argument("--epochs", type=int, default=1, help="epochs per training")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--weights", default=str(ROOT.parent / "shared/weights/yolov5n.pt"))
-    parser.add_argument("--data", default=str(ROOT / "data/coco128.yaml"))
-    parser.add_argument("--hyp", default=str(ROOT / "data/hyps/hyp.scratch-low.yaml"))
-    parser.add_argument("--device", default="", help="cuda device (0) or cpu")
-    parser.add_argument("--workers", type=int, default=8)
+    add_training_arguments(parser)
     parser.add_argument("--project", default=str(ROOT / "runs/evolve_benchmark"), help="folder of the method folders")
     return parser.parse_known_args()
 
@@ -56,32 +51,21 @@ def folder_name(args, method):
 
 
 def train_command(args, method, verify, extra):
-    return [sys.executable, str(ROOT / "train.py"), "--weights", args.weights, "--data", args.data, "--hyp", args.hyp,
-            "--imgsz", str(args.imgsz), "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
-            "--device", args.device, "--workers", str(args.workers), "--seed", str(SEARCH_SEED),
-            "--evolve", str(args.generations), "--evolve-method", method, "--evolve-verify", str(verify),
-            "--project", args.project, "--name", folder_name(args, method), *extra]
+    return cli_command(args, "--hyp", args.hyp, "--epochs", args.epochs, "--seed", SEARCH_SEED,
+                       "--evolve", args.generations, "--evolve-method", method, "--evolve-verify", verify,
+                       "--project", args.project, "--name", folder_name(args, method), *extra)
 
 
-def timed_run(command, log_file):
-    """Run `command`, its output appended to `log_file`; returns the wall time in seconds (exits on failure)."""
-    start = time.time()
-    with open(log_file, "a") as log:
-        done = subprocess.run(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    if done.returncode:
-        sys.exit(f"{' '.join(command)} failed with exit code {done.returncode}: see {log_file}")
-    return time.time() - start
-
-
-def summarise(folder, initial, seeds):
-    """(reported best fitness, row verdict of the reported best, verdict of the verified pick, defaults verdict)."""
+def summarise(folder, initial, epochs, pick_seeds, report_seeds):
+    """(reported best fitness, the reported best row's verdict on the pick seeds, the whole Verdict)."""
     store = EvolveStore(folder)
     history = store.history(tuple(initial))
-    rows = verdicts(pick_candidates(history, initial), recorded(store.read_verify()), seeds)
-    if rows is None:
+    verdict = judge(pick_candidates(history, initial), recorded(store.read_verify(), epochs), pick_seeds, report_seeds)
+    if verdict is None:
         sys.exit(f"{folder} lacks verification results: rerun the benchmark to finish them")
-    reported_best = max(rows, key=lambda v: -math.inf if math.isnan(v.candidate.reported) else v.candidate.reported)
-    return float(history.fitness.max()), reported_best, best_verdict(rows), rows[0]
+    reported_best = max(verdict.picking,
+                        key=lambda v: -math.inf if math.isnan(v.candidate.reported) else v.candidate.reported)
+    return float(history.fitness.max()), reported_best, verdict
 
 
 def main():
@@ -89,24 +73,28 @@ def main():
     Path(args.project).mkdir(parents=True, exist_ok=True)
     hyp, meta = evolution_space(load_hyp(args.hyp), "--noautoanchor" in extra)
     initial = constrain(hyp, meta)
-    seeds = verify_seeds(SEARCH_SEED, args.seeds)
+    pick_seeds, report_seeds = verify_seeds(SEARCH_SEED, args.seeds)
     lines = []
     for method in args.methods:
         folder = Path(args.project) / folder_name(args, method)
         log_file = Path(args.project) / f"{folder.name}.log"
         print(f"{method}: evolving {args.generations} generations into {folder} (log: {log_file})", flush=True)
         search_s = timed_run(train_command(args, method, 0, extra), log_file)
-        print(f"{method}: verifying the defaults and the best 3 rows on seeds {', '.join(map(str, seeds))}", flush=True)
+        print(f"{method}: verifying the defaults and the best 3 rows", flush=True)
         verify_s = timed_run(train_command(args, method, args.seeds, extra), log_file)
-        best, reported, picked, defaults = summarise(folder, initial, seeds)
-        lines.append(f"{method:>10s} {best:9.5f} {reported.candidate.row:>5d} {reported.mean:9.5f} "
-                     f"{reported.gain:+9.5f} {reported.gain_sd:7.5f} {picked.candidate.row:>5d} {picked.mean:9.5f} "
-                     f"{picked.gain:+9.5f} {picked.gain_sd:7.5f} {defaults.mean:9.5f} {search_s:8.0f} {verify_s:8.0f}")
+        best, reported, verdict = summarise(folder, initial, args.epochs, pick_seeds, report_seeds)
+        report = verdict.report
+        report_text = f"{report.gain:+9.5f} {report.gain_sd:7.5f}" if report else f"{'-':>9s} {'-':>7s}"
+        kept = "initial" if verdict.kept is verdict.picking[0].candidate else str(verdict.kept.row)
+        lines.append(f"{method:>10s} {best:9.5f} {reported.candidate.row:>5d} {reported.gain:+9.5f} "
+                     f"{verdict.pick.candidate.row:>5d} {verdict.pick.gain:+9.5f} {report_text} {kept:>8s} "
+                     f"{verdict.picking[0].mean:9.5f} {search_s:8.0f} {verify_s:8.0f}")
     print(f"\nyolov5 evolution benchmark: {args.generations} generations, {args.epochs} epoch(s) at {args.imgsz} px, "
-          f"batch {args.batch_size}, search seed {SEARCH_SEED}, verified on seeds {', '.join(map(str, seeds))}")
+          f"batch {args.batch_size}, search seed {SEARCH_SEED}, picked on seeds {', '.join(map(str, pick_seeds))}, "
+          f"reported on seeds {', '.join(map(str, report_seeds))}")
     print("fitness = 0.1 mAP@0.5 + 0.9 mAP@0.5:0.95; gains are over the default hyps, paired by seed (mean, sd)")
-    print(f"{'method':>10s} {'reported':>9s} {'row':>5s} {'verified':>9s} {'gain':>9s} {'sd':>7s} "
-          f"{'pick':>5s} {'verified':>9s} {'gain':>9s} {'sd':>7s} {'defaults':>9s} {'search s':>8s} {'verify s':>8s}")
+    print(f"{'method':>10s} {'reported':>9s} {'row':>5s} {'gain':>9s} {'pick':>5s} {'gain':>9s} {'report':>9s} "
+          f"{'sd':>7s} {'kept':>8s} {'defaults':>9s} {'search s':>8s} {'verify s':>8s}")
     print("\n".join(lines))
 
 

@@ -21,7 +21,8 @@ if str(ROOT) not in sys.path:
 import train  # noqa: E402
 from utils import dataloaders  # noqa: E402
 from utils.device import select_device  # noqa: E402
-from utils.evolve.runner import release_memory, run_evolution  # noqa: E402
+from utils.evolve.runner import run_evolution  # noqa: E402
+from utils.memory import release_memory  # noqa: E402
 
 
 def rss_mb():

@@ -79,7 +79,7 @@ def resolve_arg(arg, names):
 
 
 @contextlib.contextmanager
-def Conv_default_act(activation):
+def conv_default_activation(activation):
     """Conv's default activation replaced for the duration of one build (a YAML's `activation:`), then restored."""
     previous = Conv.default_act
     if activation is not None:

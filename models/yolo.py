@@ -24,8 +24,8 @@ from models.model_yaml import (  # noqa: E402
     DEFAULT_CHANNEL_MULTIPLE,
     MODULES,
     REPEAT_INSIDE,
-    Conv_default_act,
     ModelConfigError,
+    conv_default_activation,
     load_model_yaml,
     resolve_arg,
 )
@@ -304,7 +304,7 @@ def parse_model(d, ch, verbose=True):
         LOGGER.info(f"\n{'':>3}{'from':>18}{'n':>3}{'params':>10}  {'module':<40}{'arguments':<30}")
 
     layers, save, c2 = [], [], ch[-1]
-    context = Conv_default_act(ACTIVATIONS[activation]() if activation else None)
+    context = conv_default_activation(ACTIVATIONS[activation]() if activation else None)
     with context:
         for i, row in enumerate(d["backbone"] + d["head"]):
             if not (isinstance(row, (list, tuple)) and len(row) == 4):

@@ -13,6 +13,7 @@ import pytest
 from utils.evolve.ga import constrain
 from utils.evolve.meta import META, evolution_space
 from utils.evolve.methods import get_method
+from utils.evolve.rungs import PrunedCandidate
 from utils.evolve.runner import run_evolution
 from utils.evolve.space import ZERO_DEFAULT_SPAN, Range, fixed_by_training, search_space
 from utils.evolve.store import EvolveStore, History
@@ -133,6 +134,23 @@ def test_a_candidate_in_flight_is_not_proposed_again(name):
     with_claim = History(history.hyp_keys, history.metrics, history.hyps, [first])
     second = method.propose(with_claim, np.random.default_rng(3))  # the same seed: only the claim differs
     assert second != first
+
+
+@pytest.mark.parametrize("name", ["gp", "tpe", "cmaes"])
+def test_pruned_candidates_are_pruned_trials_with_their_rung_values(name):
+    method = build(name)
+    history = fake_history(method, 12)
+    far = {**method.initial, "lr0": method.space["lr0"].high}
+    history.pruned = [PrunedCandidate(far, 1, {1: 0.05}), PrunedCandidate(method.initial, 3, {1: 0.2, 3: 0.1})]
+    study = method.study(history, 0)
+    state = method.optuna.trial.TrialState
+    pruned = [t for t in study.trials if t.state == state.PRUNED]
+    assert [t.intermediate_values for t in pruned] == [{1: 0.05}, {1: 0.2, 3: 0.1}]
+    assert pruned[0].params["lr0"] == method.space["lr0"].high
+    assert sum(t.state == state.COMPLETE for t in study.trials) == 12  # not as finished, not as failures
+    assert not [t for t in study.trials if t.state == state.FAIL]
+    hyp = method.propose(history, np.random.default_rng(0))
+    assert list(hyp) == list(method.initial)
 
 
 def test_rows_outside_the_space_are_clipped_into_it():

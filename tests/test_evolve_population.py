@@ -1,22 +1,29 @@
 """The population method's bookkeeping: seeds, claims, evaluation by rows, breeding, best kept, resume."""
 
+import argparse
+
 import numpy as np
 import pytest
 import yaml
 
+from utils.evolve import population
 from utils.evolve.ga import round_significant
 from utils.evolve.population import STATE_NAME, PopulationMethod
+from utils.evolve.rungs import PrunedCandidate
 from utils.evolve.store import EvolveStore, History
 
 META = {"a": (1, 0.0, 1.0), "b": (1, 10.0, 20.0), "frozen": (0, 0.0, 5.0)}
 INITIAL = {"a": 0.5, "b": 15.0, "frozen": 2.0}
 
 
-def history(rows=(), claims=()):
-    """rows: (fitness, hyp) pairs; fitness goes into mAP@0.5 and mAP@0.5:0.95 so it equals the row's fitness."""
+def history(rows=(), claims=(), pruned=()):
+    """rows: (fitness, hyp) pairs; fitness goes into mAP@0.5 and mAP@0.5:0.95 so it equals the row's fitness.
+
+    pruned: hyps of candidates pruned at epoch 1 (--evolve-prune), each with fitness 0.99 there.
+    """
     metrics = np.array([[0, 0, f, f, 0, 0, 0] for f, _ in rows], dtype=float).reshape(len(rows), 7)
     hyps = np.array([[h[k] for k in INITIAL] for _, h in rows], dtype=float).reshape(len(rows), len(INITIAL))
-    return History(tuple(INITIAL), metrics, hyps, list(claims))
+    return History(tuple(INITIAL), metrics, hyps, list(claims), [PrunedCandidate(h, 1, {1: 0.99}) for h in pruned])
 
 
 def method(tmp_path, size=4, **kwargs):
@@ -90,6 +97,39 @@ def test_breeding_ranks_by_fitness_keeps_best_and_copies_parents(tmp_path):
     assert third["best"]["fitness"] == 0.9 and third["individuals"][0] == individuals[1]
 
 
+def test_pruned_individuals_are_evaluated_but_never_parents_elites_or_best(tmp_path, monkeypatch):
+    monkeypatch.setattr(population, "MUTATION_STEP", 0.0)  # children are crossovers: every value is a parent's
+    pop = method(tmp_path, size=6)
+    rng = np.random.default_rng(2)
+    pop.propose(history(), rng)
+    individuals = yaml.safe_load((tmp_path / STATE_NAME).read_text())["individuals"]
+    completed, pruned = individuals[:3], individuals[3:]
+    assert pop.evaluated(yaml.safe_load((tmp_path / STATE_NAME).read_text()),
+                         history(rows=[(0.3, completed[0])], pruned=pruned[:1])) == [0.3, None, None, -np.inf,
+                                                                                   None, None]
+    pop.propose(history(rows=[(0.1, h) for h in completed], pruned=pruned), rng)
+    state = yaml.safe_load((tmp_path / STATE_NAME).read_text())
+    assert state["generation"] == 1 and state["start_row"] == 3 and state["start_pruned"] == 3
+    assert state["best"]["hyp"] == completed[0] and state["best"]["fitness"] == 0.1
+    for child in state["individuals"]:
+        for key in ("a", "b"):
+            assert child[key] in {h[key] for h in completed}, (key, child)
+
+
+def test_a_generation_pruned_whole_breeds_from_the_best_ever(tmp_path):
+    pop = method(tmp_path, size=3)
+    rng = np.random.default_rng(0)
+    pop.propose(history(), rng)
+    first = yaml.safe_load((tmp_path / STATE_NAME).read_text())["individuals"]
+    rows = [(0.2, h) for h in first]
+    pop.propose(history(rows=rows), rng)
+    second = yaml.safe_load((tmp_path / STATE_NAME).read_text())["individuals"]
+    pop.propose(history(rows=rows, pruned=second), rng)
+    third = yaml.safe_load((tmp_path / STATE_NAME).read_text())
+    assert third["generation"] == 2 and third["best"] == {"fitness": 0.2, "hyp": first[0]}
+    assert third["individuals"][0] == first[0]
+
+
 def test_rank_is_fitness_not_map50(tmp_path):
     pop = method(tmp_path, size=2)
     rng = np.random.default_rng(0)
@@ -144,3 +184,22 @@ def test_state_is_shared_through_the_folder(tmp_path):
     assert first != second
     store.append((0, 0, 0.2, 0.2, 0, 0, 0), first, claim)
     assert two.propose(store.history(tuple(INITIAL)), rng) == second
+
+
+@pytest.mark.parametrize("weights, anchors_move", [("yolov5n.pt", False), ("", True)])
+def test_anchors_are_held_from_weights_and_evolve_from_scratch(tmp_path, weights, anchors_move):
+    initial, meta = {**INITIAL, "anchors": 3.0}, {**META, "anchors": (2, 2.0, 10.0)}
+    pop = PopulationMethod(initial, meta, tmp_path, argparse.Namespace(weights=weights), size=6, generations=2)
+    rng = np.random.default_rng(0)
+    keys = tuple(initial)
+    rows = []
+    for _ in range(18):  # three generations: random individuals, then two bred ones
+        hyp = pop.propose(History(keys, *row_arrays(rows, keys)), rng)
+        rows.append((float(rng.random()), hyp))
+    assert ({h["anchors"] for _, h in rows} != {3.0}) == anchors_move
+    assert ("anchors" in pop.evolvable) == anchors_move
+
+
+def row_arrays(rows, keys):
+    metrics = np.array([[0, 0, f, f, 0, 0, 0] for f, _ in rows], dtype=float).reshape(len(rows), 7)
+    return metrics, np.array([[h[k] for k in keys] for _, h in rows], dtype=float).reshape(len(rows), len(keys))

@@ -40,7 +40,7 @@ def fake_train(hyp, opt, device):
 
 def make_opt(folder, generations, **kwargs):
     opt = argparse.Namespace(evolve=generations, hyp=HYP_FILE, project=str(folder), name="exp", noautoanchor=False,
-                             seed=None, evolve_method="mutation", noval=False, nosave=False, save_dir="")
+                             seed=None, evolve_method="mutation", noval=False, nosave=False, save_dir="", epochs=1)
     vars(opt).update(kwargs)
     return opt
 

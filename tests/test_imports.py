@@ -12,13 +12,6 @@ from utils.files import ROOT
 
 SOURCE_FOLDERS = ("models", "utils", "benchmarks")  # with the scripts in the root: the project's code (tests apart)
 MAX_LINES = 400
-LONG_MODULES = {}  # module name: why it may stay longer than MAX_LINES (none at present)
-# frozenset of modules: why the cycle still stands; test_known_cycles_still_exist fails once it is gone
-KNOWN_CYCLES = {
-    frozenset({"utils.evolve.runner", "utils.evolve.verify", "utils.evolve.ray_backend"}):
-        "verify and ray_backend import STOP, WAIT and release_memory back from runner: the evolve branches of "
-        "issue 19 move them into modules of their own",
-}
 
 
 def project_modules(root=ROOT, packages=SOURCE_FOLDERS):
@@ -133,17 +126,11 @@ def test_imports_resolved_at_any_depth(tmp_path):
 
 def test_no_import_cycles():
     graph = import_graph(project_modules())
-    cycles = [c for c in find_cycles(graph) if frozenset(c) not in KNOWN_CYCLES]
+    cycles = find_cycles(graph)
     assert not cycles, "import cycles:\n" + "\n".join(f"{cycle_path(graph, c)} (all of {', '.join(c)})" for c in cycles)
-
-
-def test_known_cycles_still_exist():
-    """An exception that no longer applies is removed, so the list stays true."""
-    cycles = {frozenset(c) for c in find_cycles(import_graph(project_modules()))}
-    assert not set(KNOWN_CYCLES) - cycles
 
 
 def test_modules_short():
     long = {name: len(path.read_text().splitlines()) for name, path in project_modules().items()}
-    long = {name: lines for name, lines in long.items() if lines > MAX_LINES and name not in LONG_MODULES}
+    long = {name: lines for name, lines in long.items() if lines > MAX_LINES}
     assert not long, f"modules over {MAX_LINES} lines: {long}"

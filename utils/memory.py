@@ -1,6 +1,9 @@
-"""The C heap (glibc malloc) of this process: keeping freed memory for reuse, and giving it back to the OS."""
+"""The C heap (glibc malloc) and memory between runs: freed memory kept for reuse within a training, and given back
+between trainings (a long evolution or sweep must not grow with each run it makes)."""
 
 import ctypes
+import gc
+import sys
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc mallopt() parameters (malloc.h)
 
@@ -27,3 +30,12 @@ def trim_heap():
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim this way
         pass
+
+
+def release_memory():
+    """Give back what a finished training held: Python garbage, cached CUDA blocks, freed heap pages (glibc)."""
+    gc.collect()
+    torch = sys.modules.get("torch")  # only when torch is loaded already: this module imports nothing heavy
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    trim_heap()

@@ -13,14 +13,19 @@ method may keep its own state file in `folder`; it must draw only from `rng`.
 from utils.evolve.ga import constrain, mutate, select_parent, select_parents
 from utils.evolve.optuna_method import CmaEsMethod, GPMethod, TPEMethod
 from utils.evolve.population import PopulationMethod
+from utils.evolve.space import held_meta
 
 
 class MutationMethod:
-    """YOLOv5's guide GA: mutate a parent picked from the best 5 rows; the very first candidate is the initial hyps."""
+    """YOLOv5's guide GA: mutate a parent picked from the best 5 rows; the very first candidate is the initial hyps.
+
+    Parents come from evolve.csv alone, so a candidate pruned at a rung (--evolve-prune) is never one.
+    From --weights, `anchors` keeps its initial value (space.held_meta), even in a parent from an older row that moved it.
+    """
 
     def __init__(self, initial_hyp, meta, folder=None, opt=None, parent="single", top=5):
         self.initial = constrain(initial_hyp, meta)
-        self.meta = meta
+        self.meta, self.held = held_meta(meta, opt)
         self.parent = parent
         self.top = top
 
@@ -30,12 +35,13 @@ class MutationMethod:
     def propose(self, history, rng):
         if len(history) == 0:
             # processes started together: one trains the initial hyps, the others mutations of them
-            if not history.claims:
+            if not history.claims and not history.pruned:
                 return dict(self.initial)
             return mutate(self.initial, self.meta, rng)
         parents, scores = select_parents(history.metrics, history.hyps, self.top)
         vector = select_parent(parents, scores, rng, self.parent)
-        return mutate(dict(zip(history.hyp_keys, (float(v) for v in vector))), self.meta, rng)
+        parent = dict(zip(history.hyp_keys, (float(v) for v in vector))) | {k: self.initial[k] for k in self.held}
+        return mutate(parent, self.meta, rng)
 
 
 METHODS = {"mutation": MutationMethod, "population": PopulationMethod, "gp": GPMethod, "tpe": TPEMethod,

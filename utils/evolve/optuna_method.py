@@ -1,10 +1,11 @@
 """Model-based methods from Optuna (--evolve-method gp, tpe, cmaes): each proposal asks a sampler fitted on evolve.csv.
 
 Every proposal builds a fresh in-memory study from the shared folder: each row of evolve.csv, whichever process wrote
-it, is a completed trial (value: its fitness), each live claim a running trial, so processes asking at the same moment
-see each other's candidates in flight. The sampler is seeded from the runner's rng and asked for one trial through
-Optuna's ask-and-tell interface. evolve.csv stays the one record: no Optuna database, no state file, so the
-multi-process loop, N counted as rows, resuming after a crash and --ray work as with the GA.
+it, is a completed trial (value: its fitness), each candidate pruned at a rung (--evolve-prune) a pruned trial with its
+fitness at each rung as intermediate values (step: the epoch), each live claim a running trial, so processes asking at
+the same moment see each other's candidates in flight. The sampler is seeded from the runner's rng and asked for one
+trial through Optuna's ask-and-tell interface. evolve.csv (and evolve_rungs.csv) stay the one record: no Optuna
+database, no state file, so the multi-process loop, resuming after a crash and --ray work as with the GA.
 Optuna is optional, like Ray: pip install optuna (and cmaes for --evolve-method cmaes).
 """
 
@@ -14,7 +15,7 @@ import warnings
 import numpy as np
 
 from utils.evolve.ga import constrain
-from utils.evolve.space import ZERO_DEFAULT_SPAN, describe_space, fixed_by_training, search_space
+from utils.evolve.space import ZERO_DEFAULT_SPAN, describe_space, held_meta, search_space
 
 STARTUP_TRIALS = 10  # rows before the GP and TPE model the fitness (fewer: the sampler draws at random)
 
@@ -58,7 +59,7 @@ class OptunaMethod:
         self.optuna = import_optuna(self.name)
         self.initial = constrain(initial_hyp, meta)
         self.meta = meta
-        self.space = search_space(self.initial, meta, zero_span, fixed_by_training(opt))
+        self.space = search_space(self.initial, meta, zero_span, held_meta(meta, opt)[1])
         self.held = {k: v for k, v in self.initial.items() if k not in self.space}
         if not self.space:
             raise ValueError("no hyp can be searched: every key has mutation gain 0 or no room within its limits")
@@ -94,6 +95,13 @@ class OptunaMethod:
         return [create(params=self.params(hyp), distributions=self.distributions, value=float(score))
                 for hyp, score in zip(rows, scores) if np.isfinite(score) and self.comparable(hyp)]
 
+    def pruned_trials(self, history):
+        """One pruned trial per candidate stopped at a rung, its fitness there and at earlier rungs by epoch."""
+        create, pruned = self.optuna.trial.create_trial, self.optuna.trial.TrialState.PRUNED
+        return [create(state=pruned, params=self.params(c.hyp), distributions=self.distributions,
+                       intermediate_values=dict(c.steps))
+                for c in history.pruned if self.comparable(c.hyp)]
+
     def running_trials(self, history):
         """One running trial per candidate claimed by any process: what the sampler must not propose again."""
         running = self.optuna.trial.TrialState.RUNNING
@@ -101,15 +109,15 @@ class OptunaMethod:
                 for hyp in history.claims]
 
     def study(self, history, seed):
-        """A fresh in-memory study holding the rows (completed) and the claims (running)."""
+        """A fresh in-memory study holding the rows (completed), pruned candidates and the claims (running)."""
         study = self.optuna.create_study(direction="maximize", sampler=self.sampler(seed))
-        study.add_trials(self.completed_trials(history) + self.running_trials(history))
+        study.add_trials(self.completed_trials(history) + self.pruned_trials(history) + self.running_trials(history))
         return study
 
     # proposing --------------------------------------------------------------------------------------------------
     def propose(self, history, rng):
         """The initial hyps first (the baseline row, as the GA trains it), then the sampler's next point."""
-        if len(history) == 0 and not history.claims:
+        if history.started == 0:
             return dict(self.initial)
         seed = int(rng.integers(2**31 - 1))
         with quiet_optuna(self.optuna):
@@ -142,7 +150,8 @@ class CmaEsMethod(OptunaMethod):
 
     CMA-ES keeps its state (mean, step size, covariance) between generations, so a fresh study cannot just hold the
     rows: each row is enqueued, asked and told in turn, which rebuilds the same state from evolve.csv alone. Claims in
-    flight are running trials; processes asking at once still differ, since each proposal's seed does.
+    flight are running trials, pruned candidates pruned trials (which CMA-ES leaves out); processes asking at once
+    still differ, since each proposal's seed does.
     """
 
     name = "cmaes"
@@ -155,5 +164,5 @@ class CmaEsMethod(OptunaMethod):
         for trial in self.completed_trials(history):
             study.enqueue_trial(trial.params)
             study.tell(study.ask(self.distributions), trial.value)
-        study.add_trials(self.running_trials(history))
+        study.add_trials(self.pruned_trials(history) + self.running_trials(history))
         return study

@@ -3,11 +3,15 @@
 The state (generation, its individuals, the best ever) lives in evolve_population.yaml in the evolve folder, so every
 process, a restart and --resume-evolve continue the same population. An individual counts as evaluated once a row with
 exactly its hyps appears in evolve.csv after its generation began; N generations cost N x population-size trainings.
+With --evolve-prune an individual pruned at a rung counts as evaluated too, ranked below every completed one: it is
+never an elite, a tournament's winner or the best.
 Compared with the population GA in current YOLOv5 code: individuals are ranked by fitness (0.1 mAP@0.5 + 0.9
 mAP@0.5:0.95), children are built from copies of their parents, mutation steps scale with each key's range, the best
-individual ever seen is kept in every generation, and only keys with a non-zero meta gain evolve.
+individual ever seen is kept in every generation, and only keys with a non-zero meta gain evolve (`anchors` does not
+when training from --weights: space.held_meta).
 """
 
+import math
 from collections import Counter
 from pathlib import Path
 
@@ -15,6 +19,7 @@ import numpy as np
 import yaml
 
 from utils.evolve.ga import constrain, crossover
+from utils.evolve.space import held_meta
 from utils.files import atomic_write_text
 from utils.log import LOGGER
 
@@ -38,9 +43,9 @@ class PopulationMethod:
     def __init__(self, initial_hyp, meta, folder, opt=None, size=None, seeds_dir=None, resume_file=None,
                  generations=None):
         self.initial = constrain(initial_hyp, meta)
-        self.meta = meta
+        self.meta, _ = held_meta(meta, opt)  # from --weights, anchors is not evolvable
         self.keys = list(self.initial)
-        self.evolvable = [k for k in self.keys if meta[k][0] > 0]
+        self.evolvable = [k for k in self.keys if self.meta[k][0] > 0]
         self.state_file = Path(folder) / STATE_NAME
         self.size = int(size or getattr(opt, "evolve_population_size", None) or POPULATION_SIZE)
         self.seeds_dir = seeds_dir or getattr(opt, "evolve_population", None)
@@ -110,12 +115,14 @@ class PopulationMethod:
             return self._read_state(self.state_file)
         if self.resume_file:
             state = self._read_state(self.resume_file)
-            state.update(start_row=len(history))  # its individuals are (re)trained into this folder's evolve.csv
+            # its individuals are (re)trained into this folder's evolve.csv
+            state.update(start_row=len(history), start_pruned=len(history.pruned))
             LOGGER.info(f"evolve: population of {len(state['individuals'])} resumed from {self.resume_file}")
         else:
             individuals = self._seed_hyps()
             individuals += [self._random_hyp(rng) for _ in range(self.size - len(individuals))]
-            state = {"generation": 0, "start_row": len(history), "best": None, "individuals": individuals}
+            state = {"generation": 0, "start_row": len(history), "start_pruned": len(history.pruned), "best": None,
+                     "individuals": individuals}
         self._save(state)
         return state
 
@@ -124,7 +131,7 @@ class PopulationMethod:
         return tuple(float(hyp[k]) for k in self.keys)
 
     def evaluated(self, state, history):
-        """Fitness per individual of the current generation (None where no row holds it yet)."""
+        """Fitness per individual of the current generation: None where nothing holds it yet, -inf where pruned."""
         start = int(state.get("start_row", 0))
         available = Counter()
         scores = {}
@@ -132,12 +139,16 @@ class PopulationMethod:
             key = self._key(history.hyp_dict(index))
             available[key] += 1
             scores.setdefault(key, []).append(float(history.fitness[index]))
+        pruned = Counter(self._key(c.hyp) for c in history.pruned[int(state.get("start_pruned", 0)):])
         result = []
         for individual in state["individuals"]:
             key = self._key(individual)
             if available[key] > 0:
                 available[key] -= 1
                 result.append(scores[key][-available[key] - 1])
+            elif pruned[key] > 0:
+                pruned[key] -= 1
+                result.append(-math.inf)
             else:
                 result.append(None)
         return result
@@ -146,7 +157,7 @@ class PopulationMethod:
         state = self._load_or_create(history, rng)
         scores = self.evaluated(state, history)
         if all(s is not None for s in scores):
-            state = self._breed(state, scores, len(history), rng)
+            state = self._breed(state, scores, history, rng)
             self._save(state)
             scores = [None] * len(state["individuals"])
         in_flight = Counter(self._key(hyp) for hyp in history.claims)
@@ -161,20 +172,24 @@ class PopulationMethod:
         return None  # every remaining individual is being trained elsewhere
 
     # breeding ---------------------------------------------------------------------------------------------------
-    def _breed(self, state, scores, rows, rng):
-        """The next generation from a fully evaluated one: best-ever + elites, then tournament/crossover/mutation."""
+    def _breed(self, state, scores, history, rng):
+        """The next generation from a fully evaluated one: best-ever + elites, then tournament/crossover/mutation.
+
+        Only completed individuals (finite scores) are elites, tournament entrants or the best; a generation pruned
+        whole breeds from the best ever, else from the initial hyps.
+        """
         individuals = [dict(ind) for ind in state["individuals"]]
         size = len(individuals)
         generation = int(state.get("generation", 0)) + 1
         progress = min(1.0, generation / max(self.generations, 1))
-        order = np.argsort(-np.asarray(scores), kind="stable")
+        completed = [i for i in np.argsort(-np.asarray(scores), kind="stable") if np.isfinite(scores[i])]
         best = state.get("best")
-        if best is None or scores[order[0]] > best["fitness"]:
-            best = {"fitness": float(scores[order[0]]), "hyp": dict(individuals[order[0]])}
+        if completed and (best is None or scores[completed[0]] > best["fitness"]):
+            best = {"fitness": float(scores[completed[0]]), "hyp": dict(individuals[completed[0]])}
 
         elite_count = min(size, int(round(_between(ELITE_RANGE, progress))))
-        children = [dict(best["hyp"])]
-        for i in order:
+        children = [dict(best["hyp"] if best else self.initial)]
+        for i in completed:
             if len(children) >= elite_count:
                 break
             if individuals[i] not in children:
@@ -183,9 +198,12 @@ class PopulationMethod:
         tournament = max(2, min(size, int(round(_between(TOURNAMENT_RANGE, progress)))))
         mutation_rate = _between(MUTATION_RATE_RANGE, progress)
         crossover_rate = _between(CROSSOVER_RATE_RANGE, progress)
+        pool = sorted(completed)
 
         def pick():
-            entrants = rng.choice(size, size=tournament, replace=False)
+            if not pool:
+                return dict(children[0])
+            entrants = rng.choice(pool, size=min(tournament, len(pool)), replace=False)
             return dict(individuals[max(entrants, key=lambda i: scores[i])])
 
         while len(children) < size:
@@ -196,7 +214,9 @@ class PopulationMethod:
                     _, low, high = self.meta[key]
                     child[key] += rng.normal(0.0, MUTATION_STEP * (high - low))
             children.append(constrain(child, self.meta))
-        LOGGER.info(f"evolve: population generation {generation}: best fitness {best['fitness']:.5g}, "
+        best_text = f"{best['fitness']:.5g}" if best else "none yet (every individual pruned)"
+        LOGGER.info(f"evolve: population generation {generation}: best fitness {best_text}, "
                     f"{elite_count} elites, mutation rate {mutation_rate:.3g}")
-        return {"generation": generation, "start_row": rows, "best": best, "individuals": children}
+        return {"generation": generation, "start_row": len(history), "start_pruned": len(history.pruned),
+                "best": best, "individuals": children}
 

@@ -1,4 +1,5 @@
-"""The evolve folder's files, shared by every process: evolve.csv, hyp_evolved.yaml, evolve_verify.csv, claims.
+"""The evolve folder's files, shared by every process: evolve.csv, evolve_rungs.csv, hyp_evolved.yaml,
+evolve_verify.csv, claims.
 
 This is the only code that reads or writes them. Writers take an inter-process lock (fcntl.flock on .evolve.lock)
 and replace files atomically, so concurrent processes never lose a row, the header is written once, and any reader
@@ -7,19 +8,17 @@ and replace files atomically, so concurrent processes never lose a row, the head
 
 import contextlib
 import fcntl
-import json
 import os
-import socket
 import threading
-import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import yaml
 
+from utils.evolve.claims import DEFAULT_GRACE_MIN, ClaimOwner
 from utils.evolve.meta import METRIC_KEYS, fitness
+from utils.evolve.rungs import RUNG_KEYS, RungRow, counted_rows, pruned_candidates
 from utils.files import atomic_write_text
 from utils.log import LOGGER, colorstr
 
@@ -29,8 +28,8 @@ LOCK_NAME = ".evolve.lock"
 CLAIMS_DIR = ".evolve_claims"
 VERIFY_NAME = "evolve_verify.csv"
 VERIFY_CLAIMS_DIR = ".evolve_verify_claims"
-VERIFY_KEYS = ("row", "seed", "fitness") + METRIC_KEYS
-CLAIM_TTL_S = 7 * 24 * 3600  # a claim from another host whose liveness cannot be checked expires after this
+VERIFY_KEYS = ("row", "seed", "epochs", "fitness") + METRIC_KEYS
+RUNGS_NAME = "evolve_rungs.csv"
 
 
 def csv_header(keys):
@@ -68,15 +67,26 @@ def summary_text(keys, values, generations, prefix="evolve: "):
 
 @dataclass
 class History:
-    """Every whole row of evolve.csv plus the candidates other trainings hold right now: what a method proposes from."""
+    """Every whole row of evolve.csv, the pruned candidates and those in flight: what a method proposes from."""
 
     hyp_keys: tuple
     metrics: np.ndarray  # (rows, 7) in METRIC_KEYS order
     hyps: np.ndarray  # (rows, len(hyp_keys))
     claims: list = field(default_factory=list)  # hyp dicts in flight, from any process
+    pruned: list = field(default_factory=list)  # PrunedCandidate, in the order they were pruned (--evolve-prune)
 
     def __len__(self):
         return len(self.metrics)
+
+    @property
+    def finished(self):
+        """Candidates that ended: rows of evolve.csv plus pruned ones."""
+        return len(self) + len(self.pruned)
+
+    @property
+    def started(self):
+        """Candidates started, what --evolve N counts: finished plus in flight."""
+        return self.finished + len(self.claims)
 
     @property
     def fitness(self):
@@ -89,16 +99,18 @@ class History:
 class EvolveStore:
     """evolve.csv, hyp_evolved.yaml and claims in one folder; methods that write take the inter-process lock."""
 
-    def __init__(self, folder):
+    def __init__(self, folder, claim_grace_s=DEFAULT_GRACE_MIN * 60):
         self.folder = Path(folder)
         self.csv = self.folder / CSV_NAME
         self.yaml = self.folder / YAML_NAME
         self.lock_file = self.folder / LOCK_NAME
         self.claims_dir = self.folder / CLAIMS_DIR
         self.verify_csv = self.folder / VERIFY_NAME
+        self.rungs_csv = self.folder / RUNGS_NAME
         self._thread_lock = threading.RLock()
         self._depth = 0
         self._lock_fd = None
+        self.owner = ClaimOwner(self.folder, self.locked, grace_s=claim_grace_s)
 
     @contextlib.contextmanager
     def locked(self):
@@ -164,13 +176,17 @@ class EvolveStore:
                 "it, or evolve into a new folder with another --name")
 
     def history(self, hyp_keys):
-        """The rows (metrics and hyps in `hyp_keys` order) and the live claims, for a method to propose from."""
-        keys, values = self.read()
+        """The rows (metrics and hyps in `hyp_keys` order), pruned candidates and live claims, for a method."""
+        with self.locked():
+            keys, values = self.read()
+            pruned = pruned_candidates(self.read_rungs(hyp_keys))
+            claims = self.claims()
         metric_count = len(METRIC_KEYS)
         if not keys:
-            return History(tuple(hyp_keys), np.zeros((0, metric_count)), np.zeros((0, len(hyp_keys))), self.claims())
-        self.check_keys(hyp_keys)
-        return History(tuple(hyp_keys), values[:, :metric_count], values[:, metric_count:], self.claims())
+            values = np.zeros((0, metric_count + len(hyp_keys)))
+        else:
+            self.check_keys(hyp_keys)
+        return History(tuple(hyp_keys), values[:, :metric_count], values[:, metric_count:], claims, pruned)
 
     def append(self, results, hyp, claim_id=None):
         """Add one generation (7 results, hyp dict) to evolve.csv, rewrite hyp_evolved.yaml, drop its claim.
@@ -201,14 +217,57 @@ class EvolveStore:
         with self.locked():
             atomic_write_text(self.yaml, text)
 
+    # evolve_rungs.csv -------------------------------------------------------------------------------------------
+    def read_rungs(self, hyp_keys):
+        """evolve_rungs.csv's whole rows as RungRow, in file order (empty without the file)."""
+        if not self.rungs_csv.exists():
+            return []
+        lines = self.rungs_csv.read_text().split("\n")[:-1]
+        expected = RUNG_KEYS + tuple(hyp_keys)
+        if lines and tuple(k.strip() for k in lines[0].split(",")) != expected:
+            raise ValueError(f"{self.rungs_csv} has other columns than this evolution's: use the same --hyp and "
+                             "--noautoanchor as the run that started it, or evolve into a new folder with --name")
+        rows = []
+        for number, line in enumerate(lines[1:], start=2):
+            fields = [f.strip() for f in line.split(",")]
+            try:
+                if len(fields) != len(expected):
+                    raise ValueError(f"{len(fields)} fields, the header has {len(expected)}")
+                numbers = [float(x) for x in fields[3:]]
+            except ValueError as e:
+                raise ValueError(f"{self.rungs_csv} line {number} is malformed ({e}): fix or delete that line") from e
+            rows.append(RungRow(fields[0], int(fields[1]), fields[2], numbers[0], tuple(numbers[1:8]),
+                                dict(zip(hyp_keys, numbers[8:]))))
+        return rows
+
+    def counted_rungs(self, hyp_keys):
+        """The rung rows of candidates that ended or are in flight (counted_rows), read under the lock."""
+        with self.locked():
+            return counted_rows(self.read_rungs(hyp_keys), self.live_claims())
+
+    def append_rung(self, candidate, epoch, state, results, hyp):
+        """Add one row (a candidate at a rung: its state and 7 results there) to evolve_rungs.csv, under the lock."""
+        results = tuple(float(x) for x in results)[: len(METRIC_KEYS)]
+        line = (f"{candidate:>20s},{int(epoch):20d},{state:>20s},"
+                + csv_row((float(fitness(results)),) + results + tuple(hyp.values())))
+        with self.locked():
+            text = self.rungs_csv.read_text() if self.rungs_csv.exists() else ""
+            text = text[: text.rfind("\n") + 1] or csv_header(RUNG_KEYS + tuple(hyp))  # a torn tail is dropped
+            atomic_write_text(self.rungs_csv, text + line)
+
     # evolve_verify.csv ------------------------------------------------------------------------------------------
     def read_verify(self):
-        """evolve_verify.csv's whole rows as an (n, len(VERIFY_KEYS)) float array (row, seed, fitness, 7 metrics)."""
+        """evolve_verify.csv's whole rows as an (n, len(VERIFY_KEYS)) array (row, seed, epochs, fitness, 7 metrics)."""
         if not self.verify_csv.exists():
             return np.zeros((0, len(VERIFY_KEYS)))
-        lines = self.verify_csv.read_text().split("\n")[1:-1]
+        lines = self.verify_csv.read_text().split("\n")
+        header = tuple(k.strip() for k in lines[0].split(","))
+        if header != VERIFY_KEYS:
+            raise ValueError(f"{self.verify_csv} does not have the columns {', '.join(VERIFY_KEYS)} (a file from "
+                             "before verification recorded its epochs lacks 'epochs'): move it aside and run the "
+                             "command again to retrain the verification")
         rows = []
-        for number, line in enumerate(lines, start=2):
+        for number, line in enumerate(lines[1:-1], start=2):
             try:
                 rows.append([float(x) for x in line.split(",")])
                 if len(rows[-1]) != len(VERIFY_KEYS):
@@ -217,14 +276,17 @@ class EvolveStore:
                 raise ValueError(f"{self.verify_csv} line {number} is malformed ({e}): fix or delete that line") from e
         return np.asarray(rows, dtype=float).reshape(len(rows), len(VERIFY_KEYS))
 
-    def append_verify(self, row, seed, results, claim_id=None):
-        """Add one verification training (evolve.csv row, seed, 7 results) to evolve_verify.csv and drop its claim."""
+    def append_verify(self, row, seed, epochs, results, claim_id=None):
+        """Add one verification training (evolve.csv row, seed, its epochs, 7 results) to evolve_verify.csv and drop
+        its claim."""
         results = tuple(float(x) for x in tuple(results)[: len(METRIC_KEYS)])
         if len(results) != len(METRIC_KEYS):
             raise ValueError(f"train() must return {len(METRIC_KEYS)} results {METRIC_KEYS}, got {len(results)}")
-        line = f"{int(row):20d},{int(seed):20d}," + csv_row((float(fitness(results)),) + results)
+        line = f"{int(row):20d},{int(seed):20d},{int(epochs):20d}," + csv_row((float(fitness(results)),) + results)
         with self.locked():
             text = self.verify_csv.read_text() if self.verify_csv.exists() else ""
+            if text:
+                self.read_verify()  # refuses a file of another layout before a row is added to it
             text = text[: text.rfind("\n") + 1] or csv_header(VERIFY_KEYS)  # a torn tail is dropped
             atomic_write_text(self.verify_csv, text + line)
             if claim_id is not None:
@@ -235,57 +297,24 @@ class EvolveStore:
         """Mark `item` (a hyp dict, or a verification job) as in training by this process, visible to every other.
 
         `pool` is the claims folder: CLAIMS_DIR for generations, VERIFY_CLAIMS_DIR for verification jobs. Returns the
-        claim's id.
+        claim's id. The claim stays live while this store's heartbeat runs (claims.py).
         """
-        claim_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        record = {"host": socket.gethostname(), "pid": os.getpid(), "time": time.time(), "item": item}
-        with self.locked():
-            (self.folder / pool).mkdir(exist_ok=True)
-            atomic_write_text(self.folder / pool / f"{claim_id}.json", json.dumps(record))
-        return claim_id
+        return self.owner.claim(item, pool)
 
     def release(self, claim_id, pool=CLAIMS_DIR):
-        with self.locked(), contextlib.suppress(FileNotFoundError):
-            (self.folder / pool / f"{claim_id}.json").unlink()
+        self.owner.release(claim_id, pool)
 
     def claims(self, pool=CLAIMS_DIR):
-        """Items of the live claims in `pool`; claims of processes that died (killed, crashed) are deleted."""
-        folder = self.folder / pool
-        if not folder.exists():
-            return []
-        live = []
-        with self.locked():
-            for path in sorted(folder.glob("*.json")):
-                try:
-                    record = json.loads(path.read_text())
-                except (OSError, ValueError):
-                    record = None
-                item = record.get("item", record.get("hyp")) if isinstance(record, dict) else None  # "hyp": older
-                if item is None or not _claim_alive(record):
-                    with contextlib.suppress(FileNotFoundError):
-                        path.unlink()
-                    continue
-                live.append(item)
-        return live
+        """Items of the live claims in `pool`; stale claims (owner dead, heartbeat lost) are deleted."""
+        return list(self.live_claims(pool).values())
 
+    def live_claims(self, pool=CLAIMS_DIR):
+        """{claim id: item} of the live claims in `pool`, in id order; stale claims are deleted."""
+        return self.owner.live_items(pool)
 
-def _claim_alive(record):
-    """A claim is alive while its process runs (same host) or, for another host, until CLAIM_TTL_S has passed."""
-    if record.get("host") != socket.gethostname():
-        return time.time() - float(record.get("time", 0)) < CLAIM_TTL_S
-    pid = int(record.get("pid", -1))
-    if pid <= 0:  # os.kill(-1, 0) would address every process
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(OSError):  # a killed child not yet reaped by its parent is a zombie: dead
-        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    return True
+    def close(self):
+        """Stop this store's heartbeat (its claims turn stale once the grace period passes)."""
+        self.owner.close()
 
 
 def print_mutation(keys, results, hyp, save_dir, bucket="", prefix=colorstr("evolve: ")):
