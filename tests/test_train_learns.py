@@ -6,7 +6,7 @@ train and 64 val images of 128 px, batch 16, 20 epochs, validated once at the en
 
 Measured with this exact run, only --seed changed, on this project's 2-core CPU while other jobs shared it: final
 mAP@0.5 0.056 (seed 0, the seed used here), 0.070 (seed 1) and 0.026 (seed 2); mAP@0.5:0.95 0.022, 0.028, 0.011.
-Seed 2 used 258 CPU-seconds (about 2-3 minutes on an idle 2-core CPU; 8 to 19 minutes on the shared one). Chance is
+Seed 2 used 258 CPU-seconds (about 2-3 minutes on an idle 2-core CPU; 7 to 19 minutes on the shared one). Chance is
 what a model that has not learnt scores: 0.001 to 0.007 at 128 px after its first 1-4 epochs (a smaller run, validated
 every epoch). MIN_MAP50 is half the lowest measured figure and about twice the highest chance figure.
 """
