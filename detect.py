@@ -3,11 +3,14 @@
 Usage:
     python detect.py --weights yolov5s.pt --source data/images --img 640 --conf 0.25
     python detect.py --weights a.pt b.pt --source video.mp4 --save-txt --save-crop   # two weights: an ensemble
+    python detect.py --weights yolov5s.onnx     # exports too: .torchscript, .onnx (--dnn: OpenCV DNN), _openvino_model
 Sources: img.jpg, vid.mp4, path/ (a folder), 'path/*.jpg' (a glob), list.txt (one path per line),
 0 (webcam index), rtsp://... (a stream), list.streams (one stream per line).
-Results go to runs/detect/exp, exp2, ...: annotated images/videos, labels/*.txt, crops/<class>/*.jpg.
+Results go to runs/detect/exp, exp2, ...: annotated images/videos, labels/*.txt, crops/<class>/*.jpg,
+predictions.csv (--save-csv).
 """
 
+import csv
 from pathlib import Path
 
 import cv2
@@ -15,8 +18,10 @@ import numpy as np
 import torch
 import yaml
 
+from models.backends import DetectMultiBackend, is_pytorch_weights
 from models.experimental import attempt_load
 from utils.boxes import scale_boxes, xyxy2xywh
+from utils.checkpoint import strip_optimizer
 from utils.cli import ArgumentParser, run_cli
 from utils.crops import save_one_box
 from utils.device import select_device, smart_inference_mode
@@ -24,7 +29,7 @@ from utils.files import ROOT, increment_path
 from utils.log import LOGGER, colorstr
 from utils.nms import non_max_suppression
 from utils.plots import Annotator, colors
-from utils.precision import select_precision
+from utils.precision import Precision, select_precision
 from utils.profiling import Profile
 from utils.sources import IMG_FORMATS, STREAM_PREFIXES, VID_FORMATS, LoadImages, LoadStreams
 from utils.train_setup import check_img_size
@@ -71,6 +76,32 @@ def write_labels(txt_path, det, im0_shape, save_conf):
             xywh = (xyxy2xywh(torch.tensor(xyxy).view(1, 4)) / gain).view(-1).tolist()
             line = (cls, *xywh, conf) if save_conf else (cls, *xywh)
             f.write(("%g " * len(line)).rstrip() % line + "\n")
+
+
+def append_csv(csv_path, rows):
+    """Append rows (image name, class name, confidence) to YOLOv5's predictions.csv, its header first."""
+    new = not csv_path.is_file()
+    with open(csv_path, "a", newline="") as f:
+        writer = csv.writer(f)
+        if new:
+            writer.writerow(("Image Name", "Prediction", "Confidence"))
+        writer.writerows(rows)
+
+
+def load_model(weights, device, half, dnn, data):
+    """(model, stride, class names, Precision, fp16 weights?, rectangular letterbox?) for .pt weights or an export.
+
+    --half: fp16 weights on CUDA as YOLOv5; bf16 autocast on CPU (the precision helper warns where unsupported), and
+    for OpenVINO its bf16 inference. An export with a fixed input shape gets square letterboxed images, as YOLOv5.
+    """
+    if not is_pytorch_weights(weights):
+        model = DetectMultiBackend(weights, device=device, dnn=dnn, data=data, amp=half)
+        return model, model.stride, model.names, Precision(device.type), False, model.dynamic
+    model = attempt_load(weights, device=device, inplace=True, fuse=True)
+    precision = select_precision(device, amp=half and device.type == "cpu")
+    half &= device.type == "cuda"
+    model = precision.model(model.half() if half else model.float())
+    return model, max(int(model.stride.max()), 32), class_names(model, data), precision, half, True
 
 
 def describe(det, names):
@@ -122,6 +153,7 @@ def run(
     device="",  # cuda device, i.e. 0 or 0,1,2,3 or cpu
     view_img=False,  # show results
     save_txt=False,  # save results to *.txt
+    save_csv=False,  # save results in predictions.csv
     save_conf=False,  # save confidences in --save-txt labels
     save_crop=False,  # save cropped prediction boxes
     nosave=False,  # do not save images/videos
@@ -129,6 +161,7 @@ def run(
     agnostic_nms=False,  # class-agnostic NMS
     augment=False,  # augmented inference (TTA)
     visualize=False,  # save feature maps
+    update=False,  # strip the optimizer from the .pt weights (YOLOv5's strip_optimizer)
     project=ROOT / "runs/detect",  # save results to project/name
     name="exp",  # save results to project/name
     exist_ok=False,  # existing project/name ok, do not increment
@@ -136,6 +169,7 @@ def run(
     hide_labels=False,  # hide labels
     hide_conf=False,  # hide confidences
     half=False,  # reduced precision: FP16 weights on CUDA, bf16 autocast on CPUs with native bf16
+    dnn=False,  # run .onnx weights with OpenCV DNN instead of ONNX Runtime
     vid_stride=1,  # video frame-rate stride
 ):
     """Detect objects in `source`, log one line per image and the speed, save results; returns the save dir."""
@@ -150,28 +184,26 @@ def run(
     (save_dir / "labels" if save_txt else save_dir).mkdir(parents=True, exist_ok=True)
 
     device = select_device(device)
-    model = attempt_load(weights, device=device, inplace=True, fuse=True)
-    stride = max(int(model.stride.max()), 32)
-    names = class_names(model, data)
+    model, stride, names, precision, half, auto = load_model(weights, device, half, dnn, data)
     imgsz = [imgsz] * 2 if isinstance(imgsz, int) else list(imgsz) * (2 if len(imgsz) == 1 else 1)  # (h, w)
     imgsz = [check_img_size(x, stride) for x in imgsz]
-    # --half: fp16 weights on CUDA as YOLOv5; bf16 autocast on CPU (the precision helper warns where unsupported)
-    precision = select_precision(device, amp=half and device.type == "cpu")
-    half &= device.type == "cuda"
-    model = precision.model(model.half() if half else model.float())
+    if isinstance(model, DetectMultiBackend):
+        model.check_shape((1, 3, *imgsz))
 
     if view_img and not display_available():
         LOGGER.warning("WARNING ⚠️ --view-img needs a display and an OpenCV build with GUI support; none here "
                        f"(opencv-python-headless or no $DISPLAY). Results are saved to {save_dir} instead.")
         view_img = False
     if is_stream:
-        dataset = LoadStreams(source, img_size=imgsz, stride=stride, auto=True, vid_stride=vid_stride)
+        dataset = LoadStreams(source, img_size=imgsz, stride=stride, auto=auto, vid_stride=vid_stride)
     else:
-        dataset = LoadImages(source, img_size=imgsz, stride=stride, auto=True, vid_stride=vid_stride)
+        dataset = LoadImages(source, img_size=imgsz, stride=stride, auto=auto, vid_stride=vid_stride)
     batch_slots = len(dataset) if is_stream else 1
     videos = VideoSinks(batch_slots)
 
-    if device.type != "cpu":  # warm up CUDA kernels so the first image's time is representative
+    if isinstance(model, DetectMultiBackend):
+        model.warmup(imgsz=(1, 3, *imgsz))
+    elif device.type != "cpu":  # warm up CUDA kernels so the first image's time is representative
         model(torch.zeros(1, 3, *imgsz, device=device).type_as(next(model.parameters())))
     seen, windows = 0, []
     dt = (Profile(device=device), Profile(device=device), Profile(device=device))
@@ -209,6 +241,9 @@ def run(
                     s += describe(det, names)
                     if save_txt:
                         write_labels(txt_path, det, im0.shape, save_conf)
+                    if save_csv:
+                        append_csv(save_dir / "predictions.csv",
+                                   [(p.name, names[int(c)], f"{float(conf):.2f}") for *_, conf, c in reversed(det)])
                     for *xyxy, conf, cls in reversed(det):
                         c = int(cls)
                         if save_img or save_crop or view_img:
@@ -236,11 +271,22 @@ def run(
     speeds = tuple(x.t / max(seen, 1) * 1e3 for x in dt)
     LOGGER.info(f"Speed: %.1fms pre-process, %.1fms inference, %.1fms NMS per image at shape {(1, 3, *imgsz)}"
                 % speeds)
+    if update:
+        _update(weights)
     if save_txt or save_img:
         n_labels = len(list(save_dir.glob("labels/*.txt")))
         labels = f"\n{n_labels} labels saved to {save_dir / 'labels'}" if save_txt else ""
         LOGGER.info(f"Results saved to {colorstr('bold', save_dir)}{labels}")
     return save_dir
+
+
+def _update(weights):
+    """--update: strip the optimizer from the first .pt weights in place, as YOLOv5 does."""
+    first = weights[0] if isinstance(weights, (list, tuple)) else weights
+    if is_pytorch_weights(first):
+        strip_optimizer(first)
+    else:
+        LOGGER.warning(f"WARNING ⚠️ --update strips optimizers from .pt weights; {first} is an export, left as it is")
 
 
 def parse_opt(argv=None):
@@ -255,6 +301,7 @@ def parse_opt(argv=None):
     parser.add_argument("--device", default="", help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
     parser.add_argument("--view-img", action="store_true", help="show results")
     parser.add_argument("--save-txt", action="store_true", help="save results to *.txt")
+    parser.add_argument("--save-csv", action="store_true", help="save results in CSV format")
     parser.add_argument("--save-conf", action="store_true", help="save confidences in --save-txt labels")
     parser.add_argument("--save-crop", action="store_true", help="save cropped prediction boxes")
     parser.add_argument("--nosave", action="store_true", help="do not save images/videos")
@@ -262,6 +309,7 @@ def parse_opt(argv=None):
     parser.add_argument("--agnostic-nms", action="store_true", help="class-agnostic NMS")
     parser.add_argument("--augment", action="store_true", help="augmented inference")
     parser.add_argument("--visualize", action="store_true", help="visualize features")
+    parser.add_argument("--update", action="store_true", help="update all models")
     parser.add_argument("--project", default=ROOT / "runs/detect", help="save results to project/name")
     parser.add_argument("--name", default="exp", help="save results to project/name")
     parser.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")
@@ -269,6 +317,7 @@ def parse_opt(argv=None):
     parser.add_argument("--hide-labels", default=False, action="store_true", help="hide labels")
     parser.add_argument("--hide-conf", default=False, action="store_true", help="hide confidences")
     parser.add_argument("--half", action="store_true", help="FP16 inference on CUDA, bf16 autocast on CPU")
+    parser.add_argument("--dnn", action="store_true", help="use OpenCV DNN for ONNX inference")
     parser.add_argument("--vid-stride", type=int, default=1, help="video frame-rate stride")
     opt = parser.parse_args(argv)
     opt.imgsz *= 2 if len(opt.imgsz) == 1 else 1  # expand

@@ -6,6 +6,8 @@ Usage:
     python val.py --weights a.pt b.pt --data coco128.yaml       # several weights: an ensemble
     python val.py --weights yolov5n.pt --task speed             # speed benchmark (conf 0.25, IoU 0.45)
     python val.py --weights yolov5n.pt --task study             # mAP and speed over image sizes 256-1536
+    python val.py --weights yolov5n.onnx --data coco128.yaml    # an export: .torchscript, .onnx (--dnn: OpenCV DNN),
+                                                                #   yolov5n_openvino_model (see export.py)
 From Python (train.py does this every epoch): results, maps, times = val.run(data_dict, model=ema, dataloader=...)
 """
 
@@ -17,7 +19,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from models.common import fuse_convs, unfused_convs
+from models.backends import DetectMultiBackend, is_pytorch_weights
+from models.blocks import fuse_convs, unfused_convs
 from models.experimental import attempt_load
 from utils.boxes import scale_boxes, xywh2xyxy, xyxy2xywh
 from utils.cli import ArgumentParser, run_cli
@@ -32,7 +35,7 @@ from utils.metrics import ConfusionMatrix, ap_per_class, iou_thresholds, process
 from utils.nms import non_max_suppression
 from utils.plot_metrics import plot_val_study
 from utils.plots import output_to_target, plot_images
-from utils.precision import select_precision
+from utils.precision import Precision, select_precision
 from utils.profiling import Profile
 from utils.train_setup import check_img_size
 
@@ -70,6 +73,20 @@ def _load_model(weights, device, half, imgsz, batch_size):
         model(torch.zeros(1, 3, imgsz, imgsz, device=device, dtype=dtype))
     LOGGER.info(f"Validating with batch size {batch_size} at {imgsz} pixels")
     return model, stride, imgsz
+
+
+def _load_export(weights, device, imgsz, batch_size, amp, dnn):
+    """An export (DetectMultiBackend), its stride, image size, batch size and whether batches may be rectangular:
+    YOLOv5's rule, batch 1 and square (TorchScript: any batch), unless the export's shapes are dynamic."""
+    model = DetectMultiBackend(weights, device=device, dnn=dnn, amp=amp)
+    imgsz = check_img_size(imgsz, model.stride)
+    if not model.dynamic:
+        batch_size = model.static_shape[0] or (batch_size if model.jit else 1)
+        LOGGER.info(f"Forcing --batch-size {batch_size} square inference ({batch_size},3,{imgsz},{imgsz}) for "
+                    "non-PyTorch models (export with --dynamic for the .pt's rectangular batches)")
+        model.check_shape((batch_size, 3, imgsz, imgsz))
+    model.warmup(imgsz=(batch_size, 3, imgsz, imgsz))
+    return model, model.stride, imgsz, batch_size, model.dynamic
 
 
 def _validation_model(model, precision):
@@ -118,7 +135,7 @@ def run(
         exist_ok=False,
         half=True,  # fp16 weights on CUDA (loaded weights only; a passed model keeps its own dtype)
         amp=True,  # autocast: bf16 on CPUs with native bf16, fp16 on CUDA; False: fp32 (YOLOv5's figures exactly)
-        dnn=False,  # ONNX-with-OpenCV backend flag of YOLOv5, kept for CLI compatibility (.pt weights only here)
+        dnn=False,  # run .onnx weights with OpenCV DNN instead of ONNX Runtime
         model=None,
         dataloader=None,
         save_dir=Path(""),
@@ -142,8 +159,12 @@ def run(
         (save_dir / "labels" if save_txt else save_dir).mkdir(parents=True, exist_ok=True)
         if weights is None:
             raise ValueError("val.run() needs weights= (a .pt path or a list of them) or model=")
-        model, stride, imgsz = _load_model(weights, device, half, imgsz, batch_size)
-        precision.model(model)
+        if rect_ok := is_pytorch_weights(weights):
+            model, stride, imgsz = _load_model(weights, device, half, imgsz, batch_size)
+            precision.model(model)
+        else:  # an export: its own runtime on fp32 inputs, one call per batch
+            model, stride, imgsz, batch_size, rect_ok = _load_export(weights, device, imgsz, batch_size, amp, dnn)
+            half, precision = False, Precision(device.type)
         data = check_dataset(data)
 
     model.eval()
@@ -158,7 +179,7 @@ def run(
     if not training:
         if not single_cls:
             _check_classes(model, nc, weights)
-        pad, rect = (0.0, False) if task == "speed" else (0.5, True)  # rectangular batches, as YOLOv5 for .pt
+        pad, rect = (0.0, False) if task == "speed" else (0.5, rect_ok)  # rectangular batches: .pt, dynamic exports
         task = task if task in ("train", "val", "test") else "val"
         if not data.get(task):
             raise ValueError(f"--task {task}: the dataset YAML has no '{task}:' images; add them or pick another")
@@ -336,7 +357,7 @@ def parse_opt(argv=None):
     parser.add_argument("--half", action="store_true", help="use FP16 half-precision inference (CUDA)")
     parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
                         help="autocast: bf16 on CPUs with native bf16, fp16 on CUDA (--no-amp: fp32, YOLOv5's figures)")
-    parser.add_argument("--dnn", action="store_true", help="accepted for YOLOv5 compatibility; .pt weights only")
+    parser.add_argument("--dnn", action="store_true", help="use OpenCV DNN for ONNX inference")
     opt = parser.parse_args(argv)
     opt.save_json |= str(opt.data).endswith("coco.yaml")
     opt.save_txt |= opt.save_hybrid

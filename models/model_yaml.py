@@ -6,27 +6,10 @@ from pathlib import Path
 import yaml
 from torch import nn
 
-from models.common import (
-    C3,
-    C3SPP,
-    C3TR,
-    SPP,
-    SPPF,
-    Bottleneck,
-    BottleneckCSP,
-    C3Ghost,
-    C3x,
-    Concat,
-    Contract,
-    Conv,
-    CrossConv,
-    DWConv,
-    Expand,
-    Focus,
-    GhostBottleneck,
-    GhostConv,
-)
-from models.mixed_convs import MixConv2d
+from models.blocks import C3, C3SPP, SPP, SPPF, Bottleneck, BottleneckCSP, Concat, Contract, Conv, DWConv, Expand, Focus
+from models.ghost import C3Ghost, GhostBottleneck, GhostConv
+from models.mixed_convs import C3x, CrossConv, MixConv2d
+from models.transformer import C3TR
 from utils.files import ROOT
 
 # The module names a model YAML may use. Looked up by name: a YAML is data, never evaluated as code.

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))  # so `python models/yolo.py` finds models/ and utils/
 
-from models.common import Concat, Contract, Expand, fuse_convs  # noqa: E402
+from models.blocks import Concat, Contract, Expand, fuse_convs  # noqa: E402
 from models.model_yaml import (  # noqa: E402
     ACTIVATIONS,
     CHANNEL_MODULES,
@@ -48,8 +48,8 @@ class Detect(nn.Module):
     """
 
     stride = None  # set by DetectionModel from a forward pass
-    dynamic = False  # rebuild the grids at every call (kept for YOLOv5 compatibility)
-    export = False
+    dynamic = False  # rebuild the grids at every call (export.py --dynamic: traced from the input shape)
+    export = False  # export.py: decoded boxes only, traceable ops
 
     def __init__(self, nc=80, anchors=(), ch=(), inplace=True):
         super().__init__()
@@ -81,9 +81,32 @@ class Detect(nn.Module):
         Computed in place on one new tensor (no split-and-concatenate): the same values, and decoding had been 37% of
         yolov5n's bf16 inference on a CPU. p itself is never modified: it is also returned as the raw map.
         """
+        if self.export:
+            return self._decode_traceable(p, i)
         y = p.to(self.anchors.dtype)  # bf16 autocast output is decoded in fp32: pixel coordinates need the bits
         y = y.sigmoid_() if y is not p else y.sigmoid()
-        ny, nx = p.shape[2:4]
+        grid, anchor_grid = self._grids(y, i)
+        y[..., :2].mul_(2).add_(grid).mul_(self.stride[i])  # xy = (2 * sigmoid + grid) * stride
+        y[..., 2:4].mul_(2).pow_(2).mul_(anchor_grid)  # wh = (2 * sigmoid) ** 2 * anchor
+        return y
+
+    def _decode_traceable(self, p, i):
+        """The same boxes as _decode for export (export.py): the TorchScript/ONNX tracer drops its chained in-place
+        updates of slices, so the formula is written as YOLOv5 writes it, slice assignment with `inplace`, else
+        split and concatenate."""
+        y = p.sigmoid()
+        grid, anchor_grid = self._grids(y, i)
+        if self.inplace:
+            y[..., :2] = (y[..., :2] * 2 + grid) * self.stride[i]
+            y[..., 2:4] = (y[..., 2:4] * 2) ** 2 * anchor_grid
+            return y
+        xy, wh, conf = y.split((2, 2, self.nc + 1), 4)
+        return torch.cat(((xy * 2 + grid) * self.stride[i], (wh * 2) ** 2 * anchor_grid, conf), 4)
+
+    def _grids(self, y, i):
+        """Level i's cached (grid, anchor_grid) for map y, rebuilt when its shape, device or dtype changed (or
+        always, when `dynamic`, so that an export traces them from the input's shape)."""
+        ny, nx = y.shape[2:4]
         # read once and check both: chunks of one batch run in parallel threads (Precision.infer), and another
         # thread may have replaced one grid of the pair but not yet the other
         grid, anchor_grid = self.grid[i], self.anchor_grid[i]
@@ -91,9 +114,7 @@ class Detect(nn.Module):
                 or grid.device != y.device or grid.dtype != y.dtype):
             grid, anchor_grid = self._make_grid(nx, ny, i)
             self.grid[i], self.anchor_grid[i] = grid, anchor_grid
-        y[..., :2].mul_(2).add_(grid).mul_(self.stride[i])  # xy = (2 * sigmoid + grid) * stride
-        y[..., 2:4].mul_(2).pow_(2).mul_(anchor_grid)  # wh = (2 * sigmoid) ** 2 * anchor
-        return y
+        return grid, anchor_grid
 
     def _make_grid(self, nx, ny, i):
         """(cell corner - 0.5) and anchor size in pixels for every cell of level i, both (1, na, ny, nx, 2)."""

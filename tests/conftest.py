@@ -1,7 +1,9 @@
-"""Fixtures shared by test modules: the project logger's records, torch's thread count restored, a local Ray, a
-tiny dataset cut from COCO128."""
+"""Fixtures shared by test modules: the project logger's records and lines, torch's thread count restored, a local Ray,
+a tiny dataset cut from the shared COCO128, exported models."""
 
 import logging
+import shutil
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -64,6 +66,51 @@ def tiny_coco128(tmp_path):
     data.write_text(yaml.safe_dump({"path": str(tmp_path / "data"), "train": "images", "val": "images",
                                     "names": names}))
     return data, weights
+
+
+EXPORT_SIZE = 160
+
+
+@pytest.fixture
+def log_lines():
+    """The messages the project logger emits during the test, in order."""
+    records = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())
+    LOGGER.addHandler(handler)
+    yield records
+    LOGGER.removeHandler(handler)
+
+
+@pytest.fixture(scope="session")
+def exports(tmp_path_factory):
+    """yolov5n exported at 160 px to TorchScript, ONNX and OpenVINO, once with a fixed shape (1, 3, 160, 160) and once
+    --dynamic: SimpleNamespace(pt, size, static, dynamic), the .pt, 160 and the two folders, each holding yolov5n.pt and its
+    exports. The official weights when ../shared has them (real detections), else a fresh yolov5n. Skips without
+    onnx, onnxruntime or openvino."""
+    for package in ("onnx", "onnxruntime", "openvino"):
+        pytest.importorskip(package)
+    import export
+    from models.yolo import DetectionModel
+    from utils.checkpoint import save_checkpoint
+
+    root = tmp_path_factory.mktemp("exports")
+    pt = root / "yolov5n.pt"
+    if (SHARED / "weights/yolov5n.pt").exists():
+        shutil.copyfile(SHARED / "weights/yolov5n.pt", pt)
+    else:
+        torch.manual_seed(0)
+        model = DetectionModel(ROOT / "models/yolov5n.yaml", verbose=False)
+        model.names = {i: f"class{i}" for i in range(model.nc)}
+        save_checkpoint({"model": model, "ema": None, "optimizer": None, "epoch": -1}, pt)
+    folders = {}
+    for kind, dynamic in (("static", False), ("dynamic", True)):
+        folders[kind] = root / kind
+        folders[kind].mkdir()
+        shutil.copyfile(pt, folders[kind] / pt.name)
+        export.run(weights=folders[kind] / pt.name, imgsz=[EXPORT_SIZE], include=["torchscript", "onnx", "openvino"],
+                   dynamic=dynamic)
+    return SimpleNamespace(pt=pt, size=EXPORT_SIZE, **folders)
 
 
 @pytest.fixture

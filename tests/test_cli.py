@@ -71,10 +71,13 @@ VAL_FLAGS = ["--batch-size", "4", "--img-size", "320", "--conf-thres", "0.1", "-
              "--single-cls", "--save-txt", "--save-hybrid", "--save-conf", "--save-json", "--exist-ok"]
 DETECT_FLAGS = ["--img-size", "320", "--conf-thres", "0.1", "--iou-thres", "0.5", "--max-det", "9", "--view-img",
                 "--save-txt", "--save-conf", "--save-crop", "--agnostic-nms", "--exist-ok", "--line-thickness", "2",
-                "--hide-labels", "--hide-conf", "--vid-stride", "2"]
+                "--hide-labels", "--hide-conf", "--vid-stride", "2", "--save-csv"]
+EXPORT_FLAGS = ["--img-size", "320", "--batch-size", "2", "--per-tensor", "--agnostic-nms", "--topk-per-class", "5",
+                "--topk-all", "6", "--iou-thres", "0.5", "--conf-thres", "0.3"]
 
 
-@pytest.mark.parametrize("script, argv", [("train", TRAIN_FLAGS), ("val", VAL_FLAGS), ("detect", DETECT_FLAGS)])
+@pytest.mark.parametrize("script, argv", [("train", TRAIN_FLAGS), ("val", VAL_FLAGS), ("detect", DETECT_FLAGS),
+                                          ("export", EXPORT_FLAGS)])
 def test_every_flag_parses_with_hyphens_or_underscores(monkeypatch, script, argv):
     import importlib
 

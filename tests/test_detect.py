@@ -1,5 +1,5 @@
+import csv
 import inspect
-import logging
 import re
 from pathlib import Path
 
@@ -12,7 +12,6 @@ import detect
 from models.experimental import attempt_load
 from utils.augmentations import letterbox
 from utils.boxes import scale_boxes, xyxy2xywhn
-from utils.log import LOGGER
 from utils.nms import non_max_suppression
 from utils.precision import select_precision
 
@@ -61,16 +60,6 @@ def media(tmp_path):
     cv2.imwrite(str(folder / "scene.jpg"), draw_scene(0))
     write_video(folder / "clip.mp4")
     return folder
-
-
-@pytest.fixture
-def log_lines():
-    records = []
-    handler = logging.Handler()
-    handler.emit = lambda record: records.append(record.getMessage())
-    LOGGER.addHandler(handler)
-    yield records
-    LOGGER.removeHandler(handler)
 
 
 def read_labels(path):
@@ -198,3 +187,58 @@ def test_official_weights_find_people(tmp_path, log_lines):
     best = max(rows, key=lambda row: row[5])
     assert best[0] == 0 and best[5] > 0.5  # the most confident box is a person
     assert any(re.search(r": 320x256 (.*, )?\d+ persons?, ", line) for line in log_lines)  # 640x481 -> 320x240.5 -> 256 wide
+
+
+EXPORTS = ["yolov5n.torchscript", "yolov5n.onnx", "yolov5n_openvino_model"]
+
+
+@pytest.mark.skipif(not COCO_IMAGES.exists(), reason="needs ../shared coco128")
+@pytest.mark.parametrize("export_name", EXPORTS)
+def test_each_export_detects_as_the_pt(exports, tmp_path, export_name):
+    """A --dynamic export finds the .pt's boxes on the same rectangular image; a static one runs square at its size."""
+    image, size = COCO_IMAGES / "000000000009.jpg", (exports.size, exports.size)
+    options = dict(imgsz=size, conf_thres=0.25, max_det=1000, save_txt=True, save_conf=True)
+    reference = read_labels(detect_quietly(exports.pt, image, tmp_path, name="pt", **options) / "labels/000000000009.txt")
+    rows = read_labels(detect_quietly(exports.dynamic / export_name, image, tmp_path, name="dyn", **options)
+                       / "labels/000000000009.txt")
+    assert len(rows) == len(reference) >= 2 and np.allclose(rows, reference, atol=1e-4)
+    static_dir = detect_quietly(exports.static / export_name, image, tmp_path, name="static", **options)
+    assert read_labels(static_dir / "labels/000000000009.txt")
+    assert cv2.imread(str(static_dir / "000000000009.jpg")).shape == cv2.imread(str(image)).shape
+
+
+def test_dnn_runs_onnx_with_opencv(exports, media, tmp_path, log_lines):
+    save_dir = detect_quietly(exports.static / "yolov5n.onnx", media / "scene.jpg", tmp_path, dnn=True,
+                              imgsz=(exports.size, exports.size), save_txt=True)
+    assert any("for OpenCV DNN inference" in line for line in log_lines)
+    assert any(f"scene.jpg: {exports.size}x{exports.size} " in line for line in log_lines)  # square, as YOLOv5
+    assert (save_dir / "scene.jpg").exists()
+
+
+def test_save_csv_writes_yolov5s_predictions_csv(weights, media, tmp_path):
+    save_dir = detect_quietly(weights, media / "scene.jpg", tmp_path, save_csv=True, save_txt=True, save_conf=True)
+    with open(save_dir / "predictions.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    labels = read_labels(save_dir / "labels/scene.txt")
+    assert rows[0] == ["Image Name", "Prediction", "Confidence"] and len(rows) == 1 + len(labels) > 1
+    names = ["circle", "star", "square", "triangle"]
+    assert sorted((r[1], r[2]) for r in rows[1:]) == sorted((names[int(x[0])], f"{x[5]:.2f}") for x in labels)
+    assert all(r[0] == "scene.jpg" for r in rows[1:])
+
+
+def test_update_strips_the_optimizer(weights, media, tmp_path):
+    from utils.checkpoint import load_checkpoint, save_checkpoint
+
+    ckpt = load_checkpoint(weights)
+    ckpt.update(optimizer={"state": {}, "param_groups": []}, epoch=3, ema=ckpt["model"])
+    trained = tmp_path / "last.pt"
+    save_checkpoint(ckpt, trained)
+    detect_quietly(trained, media / "scene.jpg", tmp_path, update=True, nosave=True)
+    stripped = load_checkpoint(trained)
+    assert stripped["optimizer"] is None and stripped["ema"] is None and stripped["epoch"] == -1
+    assert next(stripped["model"].parameters()).dtype == torch.float16
+
+
+def test_cli_accepts_save_csv_dnn_and_update():
+    opt = detect.parse_opt(["--weights", "m.onnx", "--save-csv", "--dnn", "--update"])
+    assert (opt.save_csv, opt.dnn, opt.update) == (True, True, True)

@@ -261,3 +261,47 @@ def test_official_yolov5n_on_coco128(tmp_path):
     assert results[False] == pytest.approx((0.626, 0.481, 0.545, 0.350), abs=0.0006)  # YOLOv5's figures, rounded
     assert results[True][2:] == pytest.approx(results[False][2:], abs=0.003)
     assert maps.shape == (80,)
+
+
+@pytest.mark.parametrize("export_name", ["yolov5n.torchscript", "yolov5n.onnx", "yolov5n_openvino_model"])
+def test_dynamic_export_gives_the_pt_metrics(exports, tiny_coco128, tmp_path, export_name):
+    """An export with dynamic shapes runs the .pt's rectangular batches: the same P, R and mAPs to the third decimal
+    (fp32 on both sides: --no-amp; OpenVINO then runs f32)."""
+    data, _ = tiny_coco128
+    common = dict(data=data, imgsz=exports.size, batch_size=4, amp=False, device="cpu", plots=False,
+                  project=tmp_path)
+    reference = val.run(weights=exports.pt, **common)[0][:4]
+    results = val.run(weights=exports.dynamic / export_name, **common)[0][:4]
+    assert reference[2] > 0.3  # real detections, not an empty comparison
+    assert results == pytest.approx(reference, abs=5e-4)
+
+
+def test_static_export_runs_batch_1_square(exports, tiny_coco128, tmp_path, log_lines):
+    data, _ = tiny_coco128
+    results, _, _ = val.run(data=data, weights=exports.static / "yolov5n.onnx", imgsz=exports.size, batch_size=4,
+                            device="cpu", plots=False, project=tmp_path)
+    size = exports.size
+    forcing = f"Forcing --batch-size 1 square inference (1,3,{size},{size}) for non-PyTorch models"
+    assert any(line.startswith(forcing) for line in log_lines)
+    assert any(line.endswith(f"per image at shape (1, 3, {size}, {size})") for line in log_lines)
+    assert results[2] > 0.3
+    with pytest.raises(ValueError, match=rf"exported for input shape \(1, 3, {size}, {size}\)"):
+        val.run(data=data, weights=exports.static / "yolov5n.onnx", imgsz=2 * size, device="cpu", plots=False,
+                project=tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (COCO128.exists() and YOLOV5N.exists()), reason="needs ../shared coco128 and yolov5n.pt")
+def test_static_onnx_gives_yolov5s_figures_on_coco128(tmp_path):
+    """YOLOv5's export.py and val.py, yolov5n.onnx (static 640) on COCO128: P 0.647 R 0.468 mAP50 0.546 mAP 0.349."""
+    export = pytest.importorskip("export")
+    pytest.importorskip("onnxruntime")
+    root = tmp_path / "datasets/coco128"
+    shutil.copytree(COCO128, root)
+    data = yaml.safe_load((ROOT / "data/coco128.yaml").read_text())
+    data["path"] = str(root)
+    weights = tmp_path / "yolov5n.pt"
+    shutil.copyfile(YOLOV5N, weights)
+    onnx_file = export.run(weights=weights, include=["onnx"])[0]
+    results = val.run(data, weights=onnx_file, batch_size=32, imgsz=640, device="cpu", project=tmp_path)[0][:4]
+    assert results == pytest.approx((0.647, 0.468, 0.546, 0.349), abs=0.0006)

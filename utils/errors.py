@@ -13,6 +13,10 @@ class DownloadError(ConnectionError):
     """A URL could not be fetched (no network, unknown host, HTTP error, or an archive that will not unpack)."""
 
 
+class MissingPackageError(ImportError):
+    """An optional package that the requested feature needs is not installed."""
+
+
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite: training stops, the previous epoch's checkpoint is kept."""
 
@@ -22,4 +26,5 @@ class ResumeError(RuntimeError):
 
 
 # ValueError covers bad flags, hyp files, dataset and model YAMLs (DatasetError, ModelConfigError)
-USER_ERRORS = (CheckpointError, DownloadError, FileNotFoundError, NonFiniteLossError, ResumeError, ValueError)
+USER_ERRORS = (CheckpointError, DownloadError, FileNotFoundError, MissingPackageError, NonFiniteLossError, ResumeError,
+               ValueError)
