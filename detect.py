@@ -11,7 +11,6 @@ predictions.csv (--save-csv).
 """
 
 import csv
-import sys
 from pathlib import Path
 
 import cv2
@@ -19,25 +18,21 @@ import numpy as np
 import torch
 import yaml
 
-ROOT = Path(__file__).resolve().parent
-if str(ROOT) not in sys.path:
-    sys.path.append(str(ROOT))  # so `python path/to/detect.py` finds models/ and utils/
-
-from models.backends import DetectMultiBackend, is_pytorch_weights  # noqa: E402
-from models.experimental import attempt_load  # noqa: E402
-from utils.boxes import scale_boxes, xyxy2xywh  # noqa: E402
-from utils.checkpoint import strip_optimizer  # noqa: E402
-from utils.cli import ArgumentParser, run_cli  # noqa: E402
-from utils.crops import save_one_box  # noqa: E402
-from utils.device import select_device, smart_inference_mode  # noqa: E402
-from utils.files import increment_path  # noqa: E402
-from utils.log import LOGGER, colorstr  # noqa: E402
-from utils.nms import non_max_suppression  # noqa: E402
-from utils.plots import Annotator, colors  # noqa: E402
-from utils.precision import Precision, select_precision  # noqa: E402
-from utils.profiling import Profile  # noqa: E402
-from utils.sources import IMG_FORMATS, STREAM_PREFIXES, VID_FORMATS, LoadImages, LoadStreams  # noqa: E402
-from utils.train_setup import check_img_size  # noqa: E402
+from models.backends import DetectMultiBackend, is_pytorch_weights
+from models.experimental import attempt_load
+from utils.boxes import scale_boxes, xyxy2xywh
+from utils.checkpoint import strip_optimizer
+from utils.cli import ArgumentParser, run_cli
+from utils.crops import save_one_box
+from utils.device import select_device, smart_inference_mode
+from utils.files import ROOT, increment_path
+from utils.log import LOGGER, colorstr
+from utils.nms import non_max_suppression
+from utils.plots import Annotator, colors
+from utils.precision import Precision, select_precision
+from utils.profiling import Profile
+from utils.sources import IMG_FORMATS, STREAM_PREFIXES, VID_FORMATS, LoadImages, LoadStreams
+from utils.train_setup import check_img_size
 
 VIDEO_FOURCC = "mp4v"  # writes .mp4 with opencv-python-headless's bundled FFmpeg (H.264 encoders are absent)
 

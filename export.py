@@ -20,7 +20,6 @@ import io
 import json
 import os
 import shutil
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -30,19 +29,15 @@ import yaml
 from torch.backends import xnnpack
 from torch.utils.mobile_optimizer import optimize_for_mobile
 
-ROOT = Path(__file__).resolve().parent
-if str(ROOT) not in sys.path:
-    sys.path.append(str(ROOT))  # so `python path/to/export.py` finds models/ and utils/
-
-from models.backends import FORMATS, SUPPORTED, refusal_message  # noqa: E402
-from models.experimental import attempt_load  # noqa: E402
-from models.yolo import Detect  # noqa: E402
-from utils.cli import ArgumentParser, run_cli  # noqa: E402
-from utils.device import select_device, smart_inference_mode  # noqa: E402
-from utils.files import atomic_open, file_size_mb  # noqa: E402
-from utils.log import LOGGER, colorstr  # noqa: E402
-from utils.optional import MissingPackageError, import_optional  # noqa: E402
-from utils.train_setup import check_img_size  # noqa: E402
+from models.backends import FORMATS, SUPPORTED, refusal_message
+from models.experimental import attempt_load
+from models.yolo import Detect
+from utils.cli import ArgumentParser, run_cli
+from utils.device import select_device, smart_inference_mode
+from utils.files import ROOT, atomic_open, file_size_mb
+from utils.log import LOGGER, colorstr
+from utils.optional import MissingPackageError, import_optional
+from utils.train_setup import check_img_size
 
 # flags of YOLOv5's export.py that only its refused formats (TensorFlow, CoreML, TensorRT) read
 OTHER_FORMAT_FLAGS = {"keras": False, "int8": False, "per_tensor": False, "mlmodel": False, "verbose": False,

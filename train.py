@@ -22,6 +22,7 @@ from models.experimental import attempt_load
 from utils.autoanchor import check_anchors
 from utils.autobatch import check_train_batch_size
 from utils.cli import ArgumentParser, run_cli
+from utils.coco import validates_on_coco
 from utils.dataset_config import check_dataset
 from utils.device import select_device
 from utils.distributed import (
@@ -32,32 +33,32 @@ from utils.distributed import (
     is_main,
     teardown_distributed,
     torch_distributed_zero_first,
+    wrap_parallel,
 )
 from utils.ema import ModelEMA, de_parallel
+from utils.evolve.runner import run_evolution
 from utils.files import ROOT
-from utils.hyp import load_hyp
+from utils.hyp import load_hyp, scale_hyp_to_model
 from utils.log import LOGGER, colorstr
 from utils.loss import ComputeLoss
 from utils.metrics import fitness
+from utils.model_utils import check_img_size
 from utils.optim import OPTIMIZERS, smart_optimizer
 from utils.plots import plot_images, plot_labels, plot_results
 from utils.precision import select_precision
 from utils.results import ResultsWriter
+from utils.sampling import labels_to_class_weights, resample_image_weights
 from utils.schedule import lr_lambda, scaled_weight_decay, warmup_iterations
 from utils.train_checkpoints import finish_checkpoints, make_checkpoint, restore_training_state, save_run_checkpoints
-from utils.train_loop import EarlyStopping, EpochRunner, resample_image_weights
+from utils.train_loop import EarlyStopping, EpochRunner
 from utils.train_options import add_legacy_arguments, apply_legacy_flags, check_train_options
 from utils.train_setup import (
     build_dataloaders,
     build_model,
-    check_img_size,
     compiled_forward,
     freeze_layers,
     init_seeds,
-    labels_to_class_weights,
     prepare_run_folder,
-    scale_hyp_to_model,
-    wrap_parallel,
 )
 
 EMA_ATTRIBUTES = ["yaml", "nc", "hyp", "names", "stride", "class_weights"]
@@ -191,7 +192,7 @@ def train(hyp, opt, device, callbacks=None):
         finish_checkpoints(last, best)
         if best.exists():
             LOGGER.info(f"\nValidating {best}...")
-            is_coco = str(data_dict.get("val", "")).endswith("coco/val2017.txt")
+            is_coco = validates_on_coco(data_dict)
             results, _, _ = validate.run(
                 data_dict, batch_size=batch_size // WORLD_SIZE * 2, imgsz=imgsz, amp=opt.amp,
                 model=attempt_load(best, device), iou_thres=0.65 if is_coco else 0.60, single_cls=opt.single_cls,
@@ -319,8 +320,6 @@ def main(opt, callbacks=None):
     try:
         if not opt.evolve:
             return train(opt.hyp, opt, device, callbacks)
-        from utils.evolve.runner import run_evolution
-
         return run_evolution(opt, device, quiet_train)
     finally:
         teardown_distributed()

@@ -12,7 +12,6 @@ From Python (train.py does this every epoch): results, maps, times = val.run(dat
 """
 
 import argparse
-import sys
 from copy import deepcopy
 from pathlib import Path
 
@@ -20,29 +19,25 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-ROOT = Path(__file__).resolve().parent
-if str(ROOT) not in sys.path:
-    sys.path.append(str(ROOT))  # so `python path/to/val.py` finds models/ and utils/
-
-from models.backends import DetectMultiBackend, is_pytorch_weights  # noqa: E402
-from models.blocks import fuse_convs, unfused_convs  # noqa: E402
-from models.experimental import attempt_load  # noqa: E402
-from utils.boxes import scale_boxes, xywh2xyxy, xyxy2xywh  # noqa: E402
-from utils.cli import ArgumentParser, run_cli  # noqa: E402
-from utils.coco import GroundTruthJSON, coco80_to_coco91_class, evaluate, save_one_json  # noqa: E402
-from utils.dataloaders import create_dataloader  # noqa: E402
-from utils.dataset_config import check_dataset  # noqa: E402
-from utils.device import select_device, smart_inference_mode  # noqa: E402
-from utils.files import increment_path  # noqa: E402
-from utils.label_cache import TQDM_BAR_FORMAT  # noqa: E402
-from utils.log import LOGGER, colorstr  # noqa: E402
-from utils.metrics import ConfusionMatrix, ap_per_class, iou_thresholds, process_batch  # noqa: E402
-from utils.nms import non_max_suppression  # noqa: E402
-from utils.plot_metrics import plot_val_study  # noqa: E402
-from utils.plots import output_to_target, plot_images  # noqa: E402
-from utils.precision import Precision, retain_freed_memory, select_precision  # noqa: E402
-from utils.profiling import Profile  # noqa: E402
-from utils.train_setup import check_img_size  # noqa: E402
+from models.backends import DetectMultiBackend, is_pytorch_weights
+from models.blocks import fuse_convs, unfused_convs
+from models.experimental import attempt_load
+from utils.boxes import scale_boxes, xywh2xyxy, xyxy2xywh
+from utils.cli import ArgumentParser, run_cli
+from utils.coco import GroundTruthJSON, coco80_to_coco91_class, evaluate, save_one_json, validates_on_coco
+from utils.dataloaders import create_dataloader
+from utils.dataset_config import check_dataset
+from utils.device import select_device, smart_inference_mode
+from utils.files import ROOT, increment_path
+from utils.log import LOGGER, TQDM_BAR_FORMAT, colorstr
+from utils.memory import retain_freed_memory
+from utils.metrics import ConfusionMatrix, ap_per_class, iou_thresholds, process_batch
+from utils.nms import non_max_suppression
+from utils.plot_metrics import plot_val_study
+from utils.plots import output_to_target, plot_images
+from utils.precision import Precision, select_precision
+from utils.profiling import Profile
+from utils.train_setup import check_img_size
 
 HEADER = ("%22s" + "%11s" * 6) % ("Class", "Images", "Instances", "P", "R", "mAP50", "mAP50-95")
 ROW_FORMAT = "%22s" + "%11i" * 2 + "%11.3g" * 4
@@ -176,7 +171,7 @@ def run(
     if precision.tune_cpu:
         retain_freed_memory()
     cuda = device.type != "cpu"
-    is_coco = isinstance(data.get("val"), str) and data["val"].replace("\\", "/").endswith("coco/val2017.txt")
+    is_coco = validates_on_coco(data)
     nc = 1 if single_cls else int(data["nc"])
     iouv = iou_thresholds(device)
     niou = iouv.numel()

@@ -5,8 +5,9 @@
     python benchmarks/speed.py --cfg yolov5n.yaml --data shapes.yaml --img 256 --tasks train
 
 Modes: 'amp' is what train.py and val.py run by default (select_precision: bf16 autocast on CPUs with native bf16,
-fp16 on CUDA, channels_last, the CPU runtime tuned). 'fp32' (--compare-fp32) is the plain path YOLOv5 runs on a
-CPU: fp32 NCHW with torch's and glibc's defaults, and YOLOv5's NMS. Each task of each mode runs in a fresh process
+fp16 on CUDA, channels_last, the CPU runtime tuned). 'fp32' (--compare-fp32) is this toolkit on the plain path YOLOv5
+runs on a CPU: fp32 NCHW with torch's and glibc's defaults, and a re-implementation of YOLOv5's NMS
+(benchmarks/yolov5_nms.py); it is not Ultralytics' code. Each task of each mode runs in a fresh process
 (CPU settings and allocator state are process-wide), the two modes taking turns measurement by measurement so that
 both see the same machine load. Every figure is the median over --repeats, after one warm-up round per task.
 
@@ -46,18 +47,21 @@ import val  # noqa: E402
 from benchmarks.yolov5_nms import yolov5_non_max_suppression  # noqa: E402
 from models.experimental import attempt_load  # noqa: E402
 from models.yolo import Model  # noqa: E402
+from utils.cpu_threads import STARTUP_THREADS  # noqa: E402
 from utils.dataloaders import create_dataloader  # noqa: E402
 from utils.dataset_config import check_dataset  # noqa: E402
 from utils.device import select_device  # noqa: E402
 from utils.ema import ModelEMA  # noqa: E402
-from utils.hyp import load_hyp  # noqa: E402
+from utils.hyp import load_hyp, scale_hyp_to_model  # noqa: E402
 from utils.log import LOGGER  # noqa: E402
 from utils.loss import ComputeLoss  # noqa: E402
+from utils.memory import retain_freed_memory  # noqa: E402
+from utils.model_utils import check_img_size  # noqa: E402
 from utils.optim import smart_optimizer  # noqa: E402
-from utils.precision import STARTUP_THREADS, Precision, retain_freed_memory, select_precision  # noqa: E402
+from utils.precision import Precision, select_precision  # noqa: E402
 from utils.schedule import scaled_weight_decay  # noqa: E402
 from utils.train_loop import EpochRunner  # noqa: E402
-from utils.train_setup import build_model, check_img_size, compiled_forward, scale_hyp_to_model  # noqa: E402
+from utils.train_setup import build_model, compiled_forward  # noqa: E402
 
 MODES = ("amp", "fp32")
 TASKS = ("train", "val", "infer")

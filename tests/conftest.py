@@ -1,5 +1,5 @@
-"""Fixtures shared by test modules: a local Ray, a tiny dataset cut from the shared COCO128, exported models, and the
-project log's lines."""
+"""Fixtures shared by test modules: the project logger's records and lines, torch's thread count restored, a local Ray,
+a tiny dataset cut from the shared COCO128, exported models."""
 
 import logging
 import shutil
@@ -13,6 +13,26 @@ from utils.files import ROOT
 from utils.log import LOGGER
 
 SHARED = ROOT.parent / "shared"
+
+
+@pytest.fixture
+def log_records():
+    """The records LOGGER ('yolov5') emits during the test, caught by a handler on that logger itself: each counted
+    once, whatever pytest's own capture does (LOGGER does not propagate to the root logger)."""
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    LOGGER.addHandler(handler)
+    yield records
+    LOGGER.removeHandler(handler)
+
+
+@pytest.fixture
+def restore_threads():
+    """The test may change torch's intra-op thread count: it is set back afterwards."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,5 @@
 """Augmentations: letterbox geometry, perspective/mosaic keep boxes on their objects, HSV, mixup, copy-paste."""
 
-import logging
 import random
 import re
 import sys
@@ -213,12 +212,8 @@ def test_letterbox_resize_matches_cv2():
 
 
 @pytest.fixture
-def log_lines(caplog):
-    logger = logging.getLogger("yolov5")
-    logger.propagate = True
-    caplog.set_level("INFO", logger="yolov5")
-    yield lambda: [r.getMessage() for r in caplog.records]
-    logger.propagate = False
+def log_lines(log_records):
+    return lambda: [r.getMessage() for r in log_records]
 
 
 def always(albumentations):

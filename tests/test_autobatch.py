@@ -1,6 +1,5 @@
 """utils/autobatch.py: 16 on CPUs with YOLOv5's notice; on CUDA a line fitted to the profiled memory (faked here)."""
 
-import logging
 from types import SimpleNamespace
 
 import pytest
@@ -14,12 +13,8 @@ GIB = 1 << 30
 
 
 @pytest.fixture
-def messages(caplog):
-    logger = logging.getLogger("yolov5")
-    logger.propagate = True
-    caplog.set_level("INFO", logger="yolov5")
-    yield lambda: [r.getMessage() for r in caplog.records]
-    logger.propagate = False
+def messages(log_records):
+    return lambda: [r.getMessage() for r in log_records]
 
 
 def test_cpu_model_gets_16_with_the_notice(messages):

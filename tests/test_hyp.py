@@ -1,27 +1,16 @@
 """Hyp files: the shipped ones load complete; old ones get YOLOv5's defaults with a warning; bad keys are errors."""
 
-import logging
-
 import pytest
 import yaml
 
-from utils.hyp import DEFAULT_HYP, load_hyp
-
-
-@pytest.fixture
-def log_records(caplog):
-    logger = logging.getLogger("yolov5")
-    logger.propagate = True
-    caplog.set_level("WARNING", logger="yolov5")
-    yield caplog
-    logger.propagate = False
+from utils.hyp import DEFAULT_HYP, load_hyp, scale_hyp_to_model
 
 
 @pytest.mark.parametrize("name", ["hyp.scratch-low.yaml", "hyp.scratch-med.yaml", "hyp.scratch-high.yaml"])
 def test_shipped_hyps_are_complete(name, log_records):
     hyp = load_hyp(name)  # found in data/hyps by name
     assert set(DEFAULT_HYP) <= set(hyp)
-    assert not log_records.records
+    assert not log_records
 
 
 def test_old_hyp_gets_defaults_with_warning(tmp_path, log_records):
@@ -32,7 +21,7 @@ def test_old_hyp_gets_defaults_with_warning(tmp_path, log_records):
     hyp = load_hyp(str(path))
     assert hyp["warmup_epochs"] == 3.0 and hyp["warmup_bias_lr"] == 0.1 and hyp["copy_paste"] == 0.0
     assert hyp["box"] == 0.05 and "giou" not in hyp and "anchors" not in hyp
-    text = " ".join(r.message for r in log_records.records)
+    text = " ".join(r.getMessage() for r in log_records)
     assert "warmup_epochs" in text and "copy_paste" in text and str(path) in text
 
 
@@ -55,3 +44,15 @@ def test_anchors_kept_and_dict_not_mutated():
     hyp = load_hyp(given)
     hyp["lr0"] = 1.0
     assert hyp["anchors"] == 3 and given["lr0"] == 0.01
+
+
+@pytest.mark.parametrize("nl, nc, imgsz, box, cls, obj", [
+    (3, 80, 640, 0.05, 0.5, 1.0),
+    (3, 4, 256, 0.05, 0.5 * 4 / 80, 0.16),
+    (4, 80, 640, 0.05 * 3 / 4, 0.5 * 3 / 4, 0.75),
+])
+def test_scale_hyp_to_model(nl, nc, imgsz, box, cls, obj):
+    hyp = {"box": 0.05, "cls": 0.5, "obj": 1.0}
+    scaled = scale_hyp_to_model(hyp, nl, nc, imgsz, label_smoothing=0.1)
+    assert (scaled["box"], scaled["cls"], scaled["obj"]) == pytest.approx((box, cls, obj))
+    assert scaled["label_smoothing"] == 0.1 and hyp["box"] == 0.05  # the input is not modified

@@ -1,11 +1,9 @@
-import logging
 import time
 
 import cv2
 import numpy as np
 import pytest
 
-from utils.log import LOGGER
 from utils.sources import LoadImages, LoadStreams, expand_source
 
 H, W = 48, 64  # source image/video size
@@ -31,16 +29,6 @@ def media(tmp_path):
     cv2.imwrite(str(folder / "blue.png"), image)
     write_video(folder / "clip.mp4")
     return folder
-
-
-@pytest.fixture
-def log_records():
-    records = []
-    handler = logging.Handler()
-    handler.emit = records.append
-    LOGGER.addHandler(handler)
-    yield records
-    LOGGER.removeHandler(handler)
 
 
 @pytest.mark.parametrize("auto, shape", [(True, (3, 96, 128)), (False, (3, 128, 128))])

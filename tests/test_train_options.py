@@ -1,7 +1,6 @@
 """train.py's options: 5.x flags mapped with notices, file resolution, --resume restoring a run."""
 
 import argparse
-import logging
 
 import pytest
 import yaml
@@ -25,12 +24,8 @@ def options(**kw):
 
 
 @pytest.fixture
-def notices(caplog):
-    logger = logging.getLogger("yolov5")
-    logger.propagate = True
-    caplog.set_level("INFO", logger="yolov5")
-    yield lambda: [r.message for r in caplog.records]
-    logger.propagate = False
+def notices(log_records):
+    return lambda: [r.getMessage() for r in log_records]
 
 
 @pytest.mark.parametrize("flags, attr, value, current", [

@@ -6,8 +6,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from utils.label_cache import TQDM_BAR_FORMAT
-from utils.log import LOGGER, colorstr
+from utils.dataloaders import LoadImagesAndLabels
+from utils.dataset_config import check_dataset
+from utils.log import LOGGER, TQDM_BAR_FORMAT, colorstr
 
 PREFIX = colorstr("AutoAnchor: ")
 
@@ -108,9 +109,6 @@ def kmean_anchors(dataset="./data/coco128.yaml", n=9, img_size=640, thr=4.0, gen
         return k
 
     if isinstance(dataset, str):
-        from utils.dataloaders import LoadImagesAndLabels
-        from utils.dataset_config import check_dataset
-
         dataset = LoadImagesAndLabels(check_dataset(dataset)["train"], rect=True)
     wh0 = dataset_box_sizes(dataset, img_size)
     tiny = int((wh0 < 3.0).any(1).sum())

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from models.yolo import DetectionModel
+from utils.errors import CheckpointError
 from utils.files import atomic_open
 from utils.log import LOGGER
 
@@ -27,10 +29,6 @@ TORCH_CLASSES = [f"torch.nn.modules.{n}" for n in (
     "activation.ReLU", "activation.LeakyReLU", "activation.Hardswish", "pooling.MaxPool2d",
     "upsampling.Upsample", "linear.Identity", "linear.Linear", "linear.NonDynamicallyQuantizableLinear",
     "activation.MultiheadAttention", "padding.ZeroPad2d")]
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that is unreadable, refused by the safe loader, or holds no model."""
 
 
 class PickledModule:
@@ -89,8 +87,6 @@ def _state_dict(module, prefix=""):
 
 def _rebuild(pickled, path):
     """Our DetectionModel with the stand-in's architecture, tensors, dtype and attributes (names, nc, hyp, ...)."""
-    from models.yolo import DetectionModel
-
     if not isinstance(pickled, PickledModule) or not isinstance(pickled.__dict__.get("yaml"), dict):
         raise CheckpointError(f"{path} holds no YOLOv5 model under 'model' (found {type(pickled).__name__}): "
                               "expected a checkpoint written by YOLOv5 or this toolkit's train.py")

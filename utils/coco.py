@@ -10,6 +10,12 @@ COCO91_MISSING = (12, 26, 29, 30, 45, 66, 68, 69, 71, 83)  # ids 1-90 that the 8
 PYCOCOTOOLS_HINT = "pip install pycocotools"
 
 
+def validates_on_coco(data):
+    """Whether a dataset dict validates on COCO val2017 (YOLOv5's test: its val path ends in coco/val2017.txt)."""
+    val = data.get("val")
+    return isinstance(val, str) and val.replace("\\", "/").endswith("coco/val2017.txt")
+
+
 def coco80_to_coco91_class():
     """Index i of the 80 YOLO COCO classes -> its COCO category id (1-90, with gaps)."""
     return [i for i in range(1, 91) if i not in COCO91_MISSING]

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import yaml
 
-from utils.downloads import DownloadError, download, is_url, safe_download, url_filename
+from utils.downloads import download, is_url, safe_download, url_filename
+from utils.errors import DownloadError
 from utils.files import ROOT
 from utils.log import LOGGER, colorstr
 

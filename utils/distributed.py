@@ -1,4 +1,5 @@
-"""DDP bookkeeping: this process's rank and world size (from torch.distributed.run), set-up and tear-down."""
+"""DDP bookkeeping: this process's rank and world size (from torch.distributed.run), set-up, tear-down and the
+model wrapper (DataParallel or DistributedDataParallel)."""
 
 import contextlib
 import datetime
@@ -6,6 +7,9 @@ import os
 
 import torch
 import torch.distributed as dist
+from torch import nn
+
+from utils.log import LOGGER
 
 # set by `python -m torch.distributed.run`; -1 / 1 in a plain single process
 LOCAL_RANK = int(os.getenv("LOCAL_RANK", -1))
@@ -64,3 +68,23 @@ def teardown_distributed():
     """Leave the process group (safe to call when none was joined)."""
     if is_distributed():
         dist.destroy_process_group()
+
+
+def wrap_parallel(model, device, sync_bn=False):
+    """DataParallel for one process with several GPUs (with YOLOv5's warning), DDP under torch.distributed.run."""
+    cuda = device.type == "cuda"
+    if cuda and RANK == -1 and torch.cuda.device_count() > 1:
+        LOGGER.warning("DataParallel (DP) is not recommended: use torch.distributed.run for better multi-GPU "
+                       "results, e.g. python -m torch.distributed.run --nproc_per_node 2 train.py ...")
+        return nn.DataParallel(model)
+    if RANK == -1:
+        return model
+    if sync_bn:
+        if cuda:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model).to(device)
+            LOGGER.info("Using SyncBatchNorm()")
+        else:
+            LOGGER.warning("--sync-bn needs CUDA: ignored on the CPU")
+    if cuda:
+        return nn.parallel.DistributedDataParallel(model, device_ids=[LOCAL_RANK], output_device=LOCAL_RANK)
+    return nn.parallel.DistributedDataParallel(model)

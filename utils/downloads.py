@@ -9,16 +9,13 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
+from utils.errors import DownloadError
 from utils.files import atomic_open
 from utils.log import LOGGER
 
 CONNECT_TIMEOUT = 10.0  # seconds allowed for name resolution and for each socket operation
 RELEASE_URL = "https://github.com/ultralytics/yolov5/releases/download/v7.0/"  # official YOLOv5 weights
 OFFICIAL_WEIGHTS = {f"yolov5{size}{p6}.pt" for size in "nsmlx" for p6 in ("", "6")}
-
-
-class DownloadError(ConnectionError):
-    """A URL could not be fetched (no network, unknown host, HTTP error, or an archive that will not unpack)."""
 
 
 def is_url(url):

@@ -21,9 +21,9 @@ from utils.dataset_config import check_dataset, check_file, check_suffix, check_
 from utils.downloads import download, is_url, unzip_file  # noqa: F401
 from utils.evolve.store import print_mutation  # noqa: F401
 from utils.files import ROOT, increment_path  # noqa: F401
-from utils.label_cache import TQDM_BAR_FORMAT  # noqa: F401
-from utils.log import LOGGER, colorstr  # noqa: F401
+from utils.log import LOGGER, TQDM_BAR_FORMAT, colorstr  # noqa: F401
+from utils.model_utils import check_img_size, make_divisible  # noqa: F401
 from utils.nms import non_max_suppression  # noqa: F401
 from utils.profiling import Profile  # noqa: F401
+from utils.sampling import labels_to_class_weights, labels_to_image_weights  # noqa: F401
 from utils.schedule import one_cycle  # noqa: F401
-from utils.train_setup import labels_to_class_weights, labels_to_image_weights  # noqa: F401

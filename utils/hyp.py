@@ -1,4 +1,5 @@
-"""Loading a hyperparameter YAML (or dict): YOLOv5's defaults for keys older files lack, unknown keys refused."""
+"""Loading a hyperparameter YAML (or dict): YOLOv5's defaults for keys older files lack, unknown keys refused; the
+loss gains scaled to a model."""
 
 from pathlib import Path
 
@@ -70,3 +71,13 @@ def load_hyp(hyp):
     if not isinstance(loaded, dict):
         raise ValueError(f"{path} is not a hyp YAML (a mapping of hyperparameter names to numbers)")
     return check_hyp(loaded, source=str(path))
+
+
+def scale_hyp_to_model(hyp, nl, nc, imgsz, label_smoothing=0.0):
+    """YOLOv5's loss gains for this model: box *= 3/nl, cls *= nc/80 * 3/nl, obj *= (imgsz/640)^2 * 3/nl."""
+    hyp = dict(hyp)
+    hyp["box"] *= 3 / nl
+    hyp["cls"] *= nc / 80 * 3 / nl
+    hyp["obj"] *= (imgsz / 640) ** 2 * 3 / nl
+    hyp["label_smoothing"] = label_smoothing
+    return hyp

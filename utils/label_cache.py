@@ -18,11 +18,10 @@ from tqdm import tqdm
 
 from utils.boxes import segments2boxes
 from utils.files import atomic_open
-from utils.log import LOGGER
+from utils.log import LOGGER, TQDM_BAR_FORMAT
 
 CACHE_VERSION = 1  # bump whenever the layout below or the verification rules change
 IMG_FORMATS = ("bmp", "dng", "jpeg", "jpg", "mpo", "png", "tif", "tiff", "webp", "pfm")
-TQDM_BAR_FORMAT = "{l_bar}{bar:10}{r_bar}"
 EXIF_ORIENTATION = 274  # EXIF tag id
 HELP_URL = "https://docs.ultralytics.com/yolov5/tutorials/train_custom_data"
 LAYOUT_HELP = ("labels are found by replacing /images/ with /labels/ in each image path and the suffix with .txt, "

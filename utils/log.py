@@ -1,10 +1,11 @@
-"""The project logger and YOLOv5-style coloured prefixes."""
+"""The project logger, YOLOv5-style coloured prefixes and the progress-bar format."""
 
 import logging
 import os
 import sys
 
 LOGGING_NAME = "yolov5"
+TQDM_BAR_FORMAT = "{l_bar}{bar:10}{r_bar}"  # YOLOv5's progress bars: a 10-character bar
 
 _COLOURS = {
     "black": "\033[30m", "red": "\033[31m", "green": "\033[32m", "yellow": "\033[33m",

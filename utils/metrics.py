@@ -1,11 +1,16 @@
-"""Detection metrics as YOLOv5 computes them: matching, AP per class, the confusion matrix and fitness."""
+"""Detection metrics as YOLOv5 computes them: matching, AP per class, the confusion matrix and fitness.
+
+The arrays are computed here; utils/plot_metrics.py draws them."""
 
 import numpy as np
 import torch
 
 from utils.boxes import box_iou
+from utils.curves import compute_ap, smooth
+from utils.plot_metrics import plot_confusion_matrix, plot_metric_curves
 
 IOU_THRESHOLDS = (0.5, 0.95, 10)  # torch.linspace arguments of the COCO thresholds 0.50:0.05:0.95
+FITNESS_WEIGHTS = (0.0, 0.0, 0.1, 0.9)  # P, R, mAP@0.5, mAP@0.5:0.95
 
 
 def iou_thresholds(device=None):
@@ -14,29 +19,9 @@ def iou_thresholds(device=None):
 
 
 def fitness(x):
-    """Model fitness: 0.1 * mAP@0.5 + 0.9 * mAP@0.5:0.95 of each row of an (n, >=4) [P, R, mAP50, mAP] array."""
-    weights = np.array([0.0, 0.0, 0.1, 0.9])
-    return (np.asarray(x)[:, :4] * weights).sum(1)
-
-
-def smooth(y, f=0.05):
-    """Box filter of width ~2 * f * len(y) (odd), edges padded with the end values."""
-    width = round(len(y) * f * 2) // 2 + 1
-    pad = np.ones(width // 2)
-    padded = np.concatenate((pad * y[0], y, pad * y[-1]))
-    return np.convolve(padded, np.ones(width) / width, mode="valid")
-
-
-def compute_ap(recall, precision):
-    """AP of one recall/precision curve: 101-point interpolation (COCO) of the precision envelope.
-
-    Returns (ap, envelope precision, recall), both curves with the sentinels (0, 1) and (1, 0) added.
-    """
-    mrec = np.concatenate(([0.0], recall, [1.0]))
-    mpre = np.concatenate(([1.0], precision, [0.0]))
-    mpre = np.flip(np.maximum.accumulate(np.flip(mpre)))  # precision envelope: non-increasing in recall
-    x = np.linspace(0, 1, 101)
-    return np.trapezoid(np.interp(x, mrec, mpre), x), mpre, mrec
+    """Model fitness, 0.1 * mAP@0.5 + 0.9 * mAP@0.5:0.95, of each row of an (n, >=4) array of METRIC_KEYS-ordered
+    values [P, R, mAP50, mAP, ...]; of one such row, a number. Training picks best.pt by it, evolution ranks by it."""
+    return (np.asarray(x, dtype=float)[..., :4] * FITNESS_WEIGHTS).sum(-1)
 
 
 def ap_per_class(tp, conf, pred_cls, target_cls, plot=False, save_dir=".", names=(), eps=1e-16, prefix=""):
@@ -74,8 +59,6 @@ def ap_per_class(tp, conf, pred_cls, target_cls, plot=False, save_dir=".", names
 
     f1 = 2 * p * r / (p + r + eps)
     if plot:
-        from utils.plot_metrics import plot_metric_curves
-
         names = names if isinstance(names, dict) else dict(enumerate(names))
         present = {i: names.get(int(c), str(int(c))) for i, c in enumerate(unique_classes)}
         plot_metric_curves(px, pr_curves, ap, f1, p, r, save_dir, present, prefix)
@@ -177,8 +160,6 @@ class ConfusionMatrix:
 
     def plot(self, normalize=True, save_dir="", names=()):
         """Save confusion_matrix.png into save_dir."""
-        from utils.plot_metrics import plot_confusion_matrix
-
         plot_confusion_matrix(self.matrix, self.nc, normalize=normalize, save_dir=save_dir, names=names)
 
     def print(self):

@@ -1,4 +1,5 @@
-"""Helpers that act on a whole network: BN folding, weight init, size/GFLOPs summary, TTA resizing, state-dict matching."""
+"""Helpers that act on a whole network: sizes that fit its stride, BN folding, weight init, size/GFLOPs summary,
+TTA resizing, state-dict matching."""
 
 import math
 from copy import deepcopy
@@ -25,6 +26,14 @@ def make_divisible(x, divisor):
     """x rounded up to a multiple of divisor (channel counts after width_multiple)."""
     divisor = int(divisor.max()) if isinstance(divisor, torch.Tensor) else divisor
     return math.ceil(x / divisor) * divisor
+
+
+def check_img_size(imgsz, stride=32, floor=0):
+    """imgsz rounded up to a multiple of the stride (and at least `floor`), with a warning when it changes."""
+    fitted = max(math.ceil(int(imgsz) / stride) * stride, floor)
+    if fitted != int(imgsz):
+        LOGGER.warning(f"--img-size {imgsz} must be a multiple of max stride {stride}, updating to {fitted}")
+    return fitted
 
 
 @torch.no_grad()

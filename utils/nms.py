@@ -6,8 +6,8 @@ import torch
 import torchvision
 
 from utils.boxes import xywh2xyxy
+from utils.cpu_threads import single_threaded
 from utils.log import LOGGER
-from utils.precision import single_threaded
 
 MAX_WH = 7680  # class offset (pixels) that separates classes in one batched NMS call
 MAX_NMS = 30000  # most boxes passed to torchvision.ops.nms per image

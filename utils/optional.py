@@ -3,9 +3,7 @@ message naming the pip command when one is missing."""
 
 import importlib
 
-
-class MissingPackageError(ImportError):
-    """An optional package that the requested feature needs is not installed."""
+from utils.errors import MissingPackageError
 
 
 def import_optional(module, pip_name, feature):

@@ -10,6 +10,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from utils.curves import smooth
 from utils.log import LOGGER
 
 PER_CLASS_LEGEND_MAX = 21  # more classes than this: per-class curves drawn without legend entries
@@ -48,8 +49,6 @@ def plot_pr_curve(px, py, ap, save_dir=Path("pr_curve.png"), names=()):
 
 def plot_mc_curve(px, py, save_dir=Path("mc_curve.png"), names=(), xlabel="Confidence", ylabel="Metric"):
     """A metric (F1, P or R) against confidence per class and for all classes (smoothed, with its peak)."""
-    from utils.metrics import smooth
-
     fig, ax = _new_figure((9, 6))
     labelled = 0 < len(names) < PER_CLASS_LEGEND_MAX
     for i, y in enumerate(py):

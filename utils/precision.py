@@ -1,37 +1,24 @@
-"""Mixed precision, memory format and CPU threads for a device, shared by train, val and detect.
+"""Mixed precision and memory format for a device, shared by train, val and detect.
 
 CUDA: fp16 autocast + GradScaler (YOLOv5's AMP). CPU: bf16 autocast where the CPU runs bf16 natively (AVX512-BF16
 or AMX), found once by a small probe; elsewhere fp32 with a warning. Weights stay fp32 and the loss is computed in
-fp32. channels_last (NHWC) is used on CPU and CUDA, where oneDNN / cuDNN convolutions are faster in it.
-
-CPU threads: two or more OpenMP threads stall at every parallel region while one of them is descheduled. On a CPU
-shared with other jobs, or with this run's own loader workers, that made a yolov5n training step 3-5x slower with
-2 threads than with 1 (2 cores), and an SGD step plus EMA update 80x slower; on an idle CPU 2 threads are faster.
-So the many tiny ops (optimizer, EMA, NMS, validation metrics) run on one thread, a ThreadTuner picks the training
-step's thread count by timing it, and inference splits the batch instead: one chunk per core, each on one
-intra-op thread in its own Python thread, so that no barrier ties the cores together (yolov5n, batch 32 at 640,
-busy machine: 58 ms/image, against 105 with 2 OpenMP threads).
-
-CPU memory: see retain_freed_memory().
+fp32. channels_last (NHWC) is used on CPU and CUDA, where oneDNN / cuDNN convolutions are faster in it. On the CPU a
+Precision also says whether the runtime is tuned: threads (utils/cpu_threads.py) and the heap (utils/memory.py).
 """
 
 import contextlib
-import ctypes
 import functools
-import statistics
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from utils.cpu_threads import STARTUP_THREADS, run_in_chunks, single_threaded
 from utils.log import LOGGER, colorstr
 
 PREFIX = colorstr("precision: ")
-STARTUP_THREADS = torch.get_num_threads()  # before any tuning: what torch chose for this machine (or OMP_NUM_THREADS)
 _NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
-_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc mallopt() parameters (malloc.h)
 
 
 def _cpu_flags():
@@ -67,20 +54,6 @@ def cpu_bf16_support():
     if not torch.allclose(out.float(), reference, rtol=0.05, atol=0.05):
         return False, "the bf16 probe convolution disagrees with fp32"
     return True, "native bf16"
-
-
-@contextlib.contextmanager
-def single_threaded():
-    """Run the block on one intra-op CPU thread (a no-op when there is only one)."""
-    threads = torch.get_num_threads()
-    if threads == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 @dataclass
@@ -127,23 +100,14 @@ class Precision:
 
     def infer(self, model, images, **kwargs):
         """model(images, **kwargs) under this precision's autocast. With the CPU tuned the batch runs as one
-        chunk per core (or per thread, if more were set), in parallel Python threads of one intra-op thread each;
-        the outputs are concatenated. Independent chunks cannot stall each other, so they use every core even when
-        a ThreadTuner has set one thread for training. For inference only (BatchNorm in training mode would see
-        each chunk's statistics)."""
+        chunk per core (or per thread, if more were set), in parallel threads (cpu_threads.run_in_chunks). For
+        inference only."""
         threads = max(torch.get_num_threads(), STARTUP_THREADS)
         chunks = min(threads, len(images)) if self.tune_cpu else 1
         if chunks < 2:
             with self.autocast():
                 return model(images, **kwargs)
-        inference, grad = torch.is_inference_mode_enabled(), torch.is_grad_enabled()
-
-        def run(chunk):  # grad mode, inference mode, autocast and the thread count are per thread: set them here
-            torch.set_num_threads(1)
-            with torch.inference_mode(inference), torch.set_grad_enabled(grad), self.autocast():
-                return model(chunk, **kwargs)
-
-        return _concatenate(list(_thread_pool(chunks).map(run, images.chunk(chunks))))
+        return run_in_chunks(lambda chunk: model(chunk, **kwargs), images, chunks, self.autocast)
 
     def small_ops(self):
         """Context for many tiny ops (optimizer, EMA, NMS, metrics): one CPU thread when the CPU is tuned."""
@@ -172,108 +136,6 @@ def select_precision(device, amp=True, channels_last=None):
         else:
             _warn_once(f"{PREFIX}bf16 autocast unavailable ({reason}): running fp32")
     return Precision(device_type, dtype, channels_last, tune_cpu=device_type == "cpu")
-
-
-def retain_freed_memory():
-    """glibc malloc, for the rest of the process: serve large blocks from the heap and keep what is freed.
-
-    Every step frees and allocates the same large activations again. By default glibc maps each block above its
-    mmap threshold (at most 32 MB) afresh and unmaps it when freed, so every step pays the page faults of zeroing
-    those pages anew (~100 ms for 270 MB here). Kept memory is reused without faults: yolov5n at 640 trained at
-    24 images/s instead of 20 and inferred at 18.7 ms/image instead of 22.8, for 100-400 MB more peak RSS.
-    Returns whether it took effect (False where the C library is not glibc).
-    """
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return False
-    return mallopt(_M_MMAP_MAX, 0) == 1 and mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1
-
-
-_pools = {}
-
-
-def _thread_pool(workers):
-    """A ThreadPoolExecutor of `workers` threads, made once and kept."""
-    if workers not in _pools:
-        _pools[workers] = ThreadPoolExecutor(workers, thread_name_prefix="infer")
-    return _pools[workers]
-
-
-def _concatenate(parts):
-    """Outputs of the same model on consecutive chunks, joined along the batch: tensors, nested lists/tuples, None."""
-    first = parts[0]
-    if isinstance(first, torch.Tensor):
-        return torch.cat(parts)
-    if isinstance(first, (list, tuple)):
-        return type(first)(_concatenate(list(x)) for x in zip(*parts))
-    return first
-
-
-class ThreadTuner:
-    """Keeps the intra-op thread count at whichever count on the ladder max, max/2, ..., 1 runs steps fastest now,
-    as the load of a shared CPU comes and goes.
-
-    Call step() at the end of every training step (and restart() after a pause such as validation). The current
-    count's latest `window` step times (seconds per unit of work) are kept. A round tries each neighbouring count
-    on the ladder for one unmeasured step (a new count makes oneDNN plan its kernels anew) and `window` measured
-    ones, and the count with the fastest median stays. Rounds run after the first `window` steps, whenever the
-    current count's median drifts by more than `drift` (other jobs came or went), and every `period` steps.
-    """
-
-    def __init__(self, max_threads=None, window=3, period=200, drift=0.3):
-        top = max_threads or max(torch.get_num_threads(), STARTUP_THREADS)  # a previous tuner may have left 1
-        self.ladder = sorted({max(top >> k, 1) for k in range(top.bit_length())}, reverse=True)
-        self.window, self.period, self.drift = window, period, drift
-        self.reference = None  # the current count's median when it was chosen
-        self.current = self.ladder[0]
-        self.recent = []  # seconds per unit of work of the current count's latest steps
-        self.trials = []  # counts still to try in this round, the one being tried first
-        self.trial_times = {}
-        self.steps_to_round = window
-        self.last = None
-        torch.set_num_threads(self.current)
-
-    def restart(self):
-        """Forget when the last step ended (the next step() only starts the clock) and set the count again, in case
-        something between steps changed it."""
-        self.last = None
-        torch.set_num_threads(self.trials[0] if self.trials else self.current)
-
-    def step(self, now, work=1.0):
-        """Account the step that ended at `now` (time.perf_counter()) and did `work` (e.g. its pixels, which vary
-        with --multi-scale), and set the thread count for the next one."""
-        seconds, self.last = (None if self.last is None else (now - self.last) / work), now
-        if seconds is None:
-            return
-        if self.trials:
-            times = self.trial_times.setdefault(self.trials[0], [])
-            times.append(seconds)
-            if len(times) > self.window:  # one planning step, then `window` measured ones
-                self.trials.pop(0)
-                if self.trials:
-                    torch.set_num_threads(self.trials[0])
-                else:
-                    self._choose()
-            return
-        self.recent = (self.recent + [seconds])[-self.window:]
-        self.steps_to_round -= 1
-        drifted = (self.reference is not None and len(self.recent) == self.window
-                   and abs(statistics.median(self.recent) / self.reference - 1) > self.drift)
-        if (self.steps_to_round <= 0 or drifted) and len(self.ladder) > 1:
-            i = self.ladder.index(self.current)
-            self.trials = [self.ladder[j] for j in (i - 1, i + 1) if 0 <= j < len(self.ladder)]
-            self.trial_times = {}
-            torch.set_num_threads(self.trials[0])
-
-    def _choose(self):
-        measured = {n: t[1:] for n, t in self.trial_times.items()}
-        measured[self.current] = self.recent
-        best = min(measured, key=lambda n: statistics.median(measured[n]))
-        self.current, self.recent = best, measured[best]
-        self.reference = statistics.median(self.recent)
-        self.steps_to_round = self.period
-        torch.set_num_threads(self.current)
 
 
 @functools.cache

@@ -2,7 +2,6 @@
 
 import contextlib
 import copy
-import ctypes
 import resource
 import sys
 import time
@@ -13,6 +12,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from utils.log import LOGGER
+from utils.memory import trim_heap
 
 _PROC_STATUS = Path("/proc/self/status")
 _PROC_CLEAR_REFS = Path("/proc/self/clear_refs")
@@ -70,14 +70,6 @@ def _proc_kib(field):
     return None
 
 
-def _trim_heap():
-    """Return freed heap pages to the OS (glibc malloc_trim) so that reused memory shows up as RSS growth."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc (musl, macOS): RSS growth may under-count reused memory
-        pass
-
-
 class _PeakMemory:
     """Peak memory of the code inside `with`, in GB.
 
@@ -95,7 +87,7 @@ class _PeakMemory:
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
             return self
-        _trim_heap()
+        trim_heap()
         self.rss_kib = _proc_kib("VmRSS")
         self.peak_reset = False
         if self.rss_kib is not None:

@@ -7,12 +7,13 @@ from pathlib import Path
 from utils.files import atomic_write_text
 from utils.log import LOGGER, colorstr
 
-RESULT_KEYS = (
-    "train/box_loss", "train/obj_loss", "train/cls_loss",
+# The 7 numbers val.run and train() return, in order; evolve.csv starts with these columns
+METRIC_KEYS = (
     "metrics/precision", "metrics/recall", "metrics/mAP_0.5", "metrics/mAP_0.5:0.95",
     "val/box_loss", "val/obj_loss", "val/cls_loss",
-    "x/lr0", "x/lr1", "x/lr2",
 )
+# results.csv's columns after 'epoch': the mean training losses, METRIC_KEYS, the learning rate of each param group
+RESULT_KEYS = ("train/box_loss", "train/obj_loss", "train/cls_loss") + METRIC_KEYS + ("x/lr0", "x/lr1", "x/lr2")
 
 
 def format_row(values):

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from utils.log import LOGGER
+from utils.log import LOGGER, TQDM_BAR_FORMAT
 
 CLASS_NAMES = ("circle", "square", "triangle", "star", "cross")
 SPLIT_IDS = {"train": 0, "val": 1}  # mixed into each image's seed so the splits never share an image
@@ -240,7 +240,7 @@ def make_shapes_dataset(path, train=1024, val=128, seed=0, size=256, workers=2):
         jobs = [(split, i) for split, count in (("train", train), ("val", val)) for i in range(count)]
         with ThreadPool(max(1, workers)) as pool:  # cv2 and numpy release the GIL for the heavy parts
             counts = list(tqdm(pool.imap(lambda job: write_image(partial, job[0], job[1], seed, size), jobs),
-                               total=len(jobs), desc="shapes", bar_format="{l_bar}{bar:10}{r_bar}"))
+                               total=len(jobs), desc="shapes", bar_format=TQDM_BAR_FORMAT))
         try:
             os.rename(partial, root)  # atomic; fails when another run has put a dataset there meanwhile
         except OSError:

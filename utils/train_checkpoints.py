@@ -5,7 +5,9 @@ from datetime import datetime
 
 import torch
 
+from utils.checkpoint import save_checkpoint, strip_optimizer
 from utils.ema import de_parallel
+from utils.errors import ResumeError
 from utils.log import LOGGER
 
 
@@ -30,8 +32,6 @@ def make_checkpoint(epoch, best_fitness, model, ema, optimizer, opt):
 
 def save_run_checkpoints(ckpt, weights_dir, is_best, epoch, save_period=-1):
     """last.pt always, best.pt when this epoch is the best so far, epochN.pt every save_period epochs; all atomic."""
-    from utils.checkpoint import save_checkpoint
-
     save_checkpoint(ckpt, weights_dir / "last.pt")
     if is_best:
         save_checkpoint(ckpt, weights_dir / "best.pt")
@@ -45,8 +45,6 @@ def restore_training_state(ckpt, optimizer, ema, weights, epochs, resume=True):
     Returns (best_fitness, start_epoch, epochs). A finished run (epoch -1 after stripping) cannot be resumed;
     fine-tuning from a checkpoint for fewer epochs than it already ran adds them to its count.
     """
-    from utils.train_options import ResumeError
-
     best_fitness = 0.0
     start_epoch = ckpt["epoch"] + 1
     if ckpt.get("optimizer") is not None:
@@ -68,8 +66,6 @@ def restore_training_state(ckpt, optimizer, ema, weights, epochs, resume=True):
 
 def finish_checkpoints(*paths):
     """Strip the optimizer from each existing checkpoint (the EMA becomes the model, fp16), as YOLOv5 does."""
-    from utils.checkpoint import strip_optimizer
-
     for path in paths:
         if path.exists():
             strip_optimizer(path)

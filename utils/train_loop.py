@@ -10,17 +10,14 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
+from utils.cpu_threads import ThreadTuner
 from utils.distributed import RANK, WORLD_SIZE, is_distributed, is_main
-from utils.log import LOGGER
-from utils.precision import ThreadTuner, retain_freed_memory
+from utils.errors import NonFiniteLossError
+from utils.log import LOGGER, TQDM_BAR_FORMAT
+from utils.memory import retain_freed_memory
 from utils.schedule import accumulate_steps, apply_warmup
 
-TQDM_BAR_FORMAT = "{l_bar}{bar:10}{r_bar}"
 MAX_GRAD_NORM = 10.0
-
-
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite: training stops, the previous epoch's checkpoint is kept."""
 
 
 class EarlyStopping:
@@ -44,15 +41,6 @@ class EarlyStopping:
                         f"To update EarlyStopping(patience={self.patience}) pass a new patience value, "
                         "i.e. `python train.py --patience 300` or use `--patience 0` to disable EarlyStopping.")
         return stop
-
-
-def resample_image_weights(dataset, class_weights, maps, nc):
-    """--image-weights: redraw the epoch's image indices, favouring images of classes with low mAP."""
-    from utils.train_setup import labels_to_image_weights
-
-    weights = class_weights.cpu().numpy() * (1 - maps) ** 2 / nc
-    image_weights = labels_to_image_weights(dataset.labels, nc=nc, class_weights=weights)
-    dataset.indices = random.choices(range(dataset.n), weights=image_weights, k=dataset.n)
 
 
 def multi_scale(images, imgsz, stride):

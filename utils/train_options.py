@@ -7,15 +7,13 @@ from pathlib import Path
 
 import yaml
 
+from utils.checkpoint import load_checkpoint
+from utils.errors import ResumeError
 from utils.files import ROOT, increment_path
 from utils.log import LOGGER, colorstr
 
 PREFIX = colorstr("options: ")
 SEARCH_FOLDERS = ("data", "models", "data/hyps", "models/hub")
-
-
-class ResumeError(RuntimeError):
-    """--resume cannot continue: the checkpoint is missing or its run already finished."""
 
 
 # YOLOv5's flags (4.0 to today) for its W&B, ClearML, Comet and NDJSON loggers, as it spells them, with their defaults:
@@ -134,8 +132,6 @@ def restore_resume_options(opt):
     if opt_yaml.is_file():
         stored = yaml.safe_load(opt_yaml.read_text(errors="ignore"))
     else:
-        from utils.checkpoint import load_checkpoint
-
         stored = (load_checkpoint(last) or {}).get("opt")
         if not stored:
             raise ResumeError(f"--resume {last}: neither {opt_yaml} nor the checkpoint holds the run's options")

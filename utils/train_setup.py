@@ -1,6 +1,8 @@
-"""Building what one training run needs: its folder, seeds, model, data loaders and model-scaled hyps."""
+"""Building what one training run needs: its folder, seeds, model (frozen layers, compiled forward) and data loaders.
 
-import math
+Image sizes live in utils/model_utils.py, class and image weights in utils/sampling.py, the hyp scaling in
+utils/hyp.py and the DDP wrapper in utils/distributed.py."""
+
 import os
 import random
 from pathlib import Path
@@ -8,11 +10,15 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from torch import nn
 
-from utils.distributed import LOCAL_RANK, RANK, WORLD_SIZE, is_main, torch_distributed_zero_first
+from models.yolo import Model
+from utils.checkpoint import load_checkpoint
+from utils.dataloaders import create_dataloader
+from utils.distributed import LOCAL_RANK, WORLD_SIZE, is_main, torch_distributed_zero_first
+from utils.downloads import attempt_download
 from utils.files import atomic_write_text
 from utils.log import LOGGER, colorstr
+from utils.model_utils import check_img_size, intersect_dicts  # noqa: F401 (check_img_size: detect.py, val.py)
 
 
 def prepare_run_folder(save_dir, hyp, opt):
@@ -46,25 +52,12 @@ def init_seeds(seed=0, deterministic=False):
         os.environ["PYTHONHASHSEED"] = str(seed)
 
 
-def check_img_size(imgsz, stride=32, floor=0):
-    """imgsz rounded up to a multiple of the stride (and at least `floor`), with a warning when it changes."""
-    fitted = max(math.ceil(int(imgsz) / stride) * stride, floor)
-    if fitted != int(imgsz):
-        LOGGER.warning(f"--img-size {imgsz} must be a multiple of max stride {stride}, updating to {fitted}")
-    return fitted
-
-
 def build_model(opt, hyp, nc, device, resume=False):
     """The DetectionModel from --cfg or --weights. Returns (model, checkpoint dict or None).
 
     From weights, every parameter whose name and shape match is transferred, except the anchors when a cfg or
     hyp anchors redefines them (a fresh run, not a resume).
     """
-    from models.yolo import Model
-    from utils.checkpoint import load_checkpoint
-    from utils.downloads import attempt_download
-    from utils.model_utils import intersect_dicts
-
     weights, cfg = str(opt.weights or ""), opt.cfg
     if weights and not weights.endswith(".pt"):
         raise ValueError(f"--weights {weights} is not a .pt checkpoint")
@@ -91,38 +84,8 @@ def freeze_layers(model, freeze):
             p.requires_grad = False
 
 
-def scale_hyp_to_model(hyp, nl, nc, imgsz, label_smoothing=0.0):
-    """YOLOv5's loss gains for this model: box *= 3/nl, cls *= nc/80 * 3/nl, obj *= (imgsz/640)^2 * 3/nl."""
-    hyp = dict(hyp)
-    hyp["box"] *= 3 / nl
-    hyp["cls"] *= nc / 80 * 3 / nl
-    hyp["obj"] *= (imgsz / 640) ** 2 * 3 / nl
-    hyp["label_smoothing"] = label_smoothing
-    return hyp
-
-
-def labels_to_class_weights(labels, nc=80):
-    """Inverse class frequency over a dataset's labels, normalised to sum 1 (a class with no label counts as 1)."""
-    if not len(labels) or labels[0] is None:
-        return torch.Tensor()
-    classes = np.concatenate(labels, 0)[:, 0].astype(int)
-    counts = np.bincount(classes, minlength=nc).astype(float)
-    counts[counts == 0] = 1
-    weights = 1 / counts
-    return torch.from_numpy(weights / weights.sum()).float()
-
-
-def labels_to_image_weights(labels, nc=80, class_weights=None):
-    """Per-image sampling weight: the sum of its labels' class weights (--image-weights)."""
-    class_weights = np.ones(nc) if class_weights is None else np.asarray(class_weights)
-    counts = np.array([np.bincount(x[:, 0].astype(int), minlength=nc) for x in labels])
-    return (class_weights.reshape(1, nc) * counts).sum(1)
-
-
 def build_dataloaders(opt, data_dict, hyp, imgsz, batch_size, stride, nc):
     """(train loader, train dataset, val loader or None): the val loader is built in the main process only."""
-    from utils.dataloaders import create_dataloader
-
     train_loader, dataset = create_dataloader(
         data_dict["train"], imgsz, batch_size // WORLD_SIZE, stride, opt.single_cls, hyp=hyp, augment=True,
         cache=None if opt.cache == "val" else opt.cache, rect=opt.rect, rank=LOCAL_RANK, workers=opt.workers,
@@ -141,26 +104,6 @@ def build_dataloaders(opt, data_dict, hyp, imgsz, batch_size, stride, nc):
             cache=None if opt.noval else opt.cache, rect=True, rank=-1, workers=opt.workers * 2, pad=0.5,
             prefix=colorstr("val: "), nc=nc)[0]
     return train_loader, dataset, val_loader
-
-
-def wrap_parallel(model, device, sync_bn=False):
-    """DataParallel for one process with several GPUs (with YOLOv5's warning), DDP under torch.distributed.run."""
-    cuda = device.type == "cuda"
-    if cuda and RANK == -1 and torch.cuda.device_count() > 1:
-        LOGGER.warning("DataParallel (DP) is not recommended: use torch.distributed.run for better multi-GPU "
-                       "results, e.g. python -m torch.distributed.run --nproc_per_node 2 train.py ...")
-        return nn.DataParallel(model)
-    if RANK == -1:
-        return model
-    if sync_bn:
-        if cuda:
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model).to(device)
-            LOGGER.info("Using SyncBatchNorm()")
-        else:
-            LOGGER.warning("--sync-bn needs CUDA: ignored on the CPU")
-    if cuda:
-        return nn.parallel.DistributedDataParallel(model, device_ids=[LOCAL_RANK], output_device=LOCAL_RANK)
-    return nn.parallel.DistributedDataParallel(model)
 
 
 class CompiledForward:

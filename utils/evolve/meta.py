@@ -1,6 +1,7 @@
-"""What evolution searches and how it scores: YOLOv5's meta table (gain, low, high) and the fitness weights."""
+"""What evolution searches: YOLOv5's meta table (gain, low, high); its score is utils.metrics.fitness."""
 
-import numpy as np
+from utils.metrics import fitness  # noqa: F401 (imported from here by the evolve modules)
+from utils.results import METRIC_KEYS  # noqa: F401 (evolve.csv starts with these columns)
 
 # (mutation gain, lower limit, upper limit) per hyp key, YOLOv5's values; a gain of 0 freezes the key
 META = {
@@ -35,20 +36,7 @@ META = {
     "copy_paste": (1, 0.0, 1.0),
 }
 
-# The 7 numbers train() returns, in order; evolve.csv starts with these columns
-METRIC_KEYS = (
-    "metrics/precision", "metrics/recall", "metrics/mAP_0.5", "metrics/mAP_0.5:0.95",
-    "val/box_loss", "val/obj_loss", "val/cls_loss",
-)
-FITNESS_WEIGHTS = (0.0, 0.0, 0.1, 0.9)  # P, R, mAP@0.5, mAP@0.5:0.95
-
 FROZEN = (0, None, None)  # a hyp key YOLOv5's table does not know: kept as given, never mutated
-
-
-def fitness(metrics):
-    """0.1 * mAP@0.5 + 0.9 * mAP@0.5:0.95 per row of a (n, >=4) array of metrics (or one row)."""
-    metrics = np.asarray(metrics, dtype=float)
-    return metrics[..., :4] @ np.asarray(FITNESS_WEIGHTS)
 
 
 def evolution_space(hyp, noautoanchor=False):

@@ -17,16 +17,15 @@ import contextlib
 import time
 from pathlib import Path
 
-from utils.cli import user_errors
 from utils.dataloaders import reuse_datasets
 from utils.dataset_config import check_dataset
 from utils.downloads import attempt_download
+from utils.errors import USER_ERRORS, NonFiniteLossError
 from utils.evolve.jobs import STOP, WAIT, finish_candidate, train_candidate
 from utils.evolve.prune import CandidatePruned, RungJudge, RungReporter
 from utils.files import ROOT
 from utils.log import LOGGER, colorstr
 from utils.memory import release_memory
-from utils.train_loop import NonFiniteLossError
 
 PREFIX = colorstr("evolve: ")
 TASK_RETRIES = 3  # runs of a task lost with its worker or node (not of one whose training raised)
@@ -121,7 +120,7 @@ def portable_opt(opt):
 def stops_the_run(error):
     """Whether a candidate's training error is the user's (bad data YAML, missing weights: every candidate would fail
     alike) rather than this candidate's own (its hyps diverged, a worker ran out of memory)."""
-    return isinstance(error, user_errors()) and not isinstance(error, NonFiniteLossError)
+    return isinstance(error, USER_ERRORS) and not isinstance(error, NonFiniteLossError)
 
 
 def run_on_ray(source, device=None, train_fn=None, address=None, num_cpus=None, poll_s=5.0):
