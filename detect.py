@@ -27,12 +27,12 @@ from utils.crops import save_one_box
 from utils.device import select_device, smart_inference_mode
 from utils.files import ROOT, increment_path
 from utils.log import LOGGER, colorstr
+from utils.model_utils import check_img_size
 from utils.nms import non_max_suppression
 from utils.plots import Annotator, colors
 from utils.precision import Precision, select_precision
 from utils.profiling import Profile
 from utils.sources import IMG_FORMATS, STREAM_PREFIXES, VID_FORMATS, LoadImages, LoadStreams
-from utils.train_setup import check_img_size
 
 VIDEO_FOURCC = "mp4v"  # writes .mp4 with opencv-python-headless's bundled FFmpeg (H.264 encoders are absent)
 

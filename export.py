@@ -36,8 +36,8 @@ from utils.cli import ArgumentParser, run_cli
 from utils.device import select_device, smart_inference_mode
 from utils.files import ROOT, atomic_open, file_size_mb
 from utils.log import LOGGER, colorstr
+from utils.model_utils import check_img_size
 from utils.optional import MissingPackageError, import_optional
-from utils.train_setup import check_img_size
 
 # flags of YOLOv5's export.py that only its refused formats (TensorFlow, CoreML, TensorRT) read
 OTHER_FORMAT_FLAGS = {"keras": False, "int8": False, "per_tensor": False, "mlmodel": False, "verbose": False,

@@ -32,12 +32,12 @@ from utils.files import ROOT, increment_path
 from utils.log import LOGGER, TQDM_BAR_FORMAT, colorstr
 from utils.memory import retain_freed_memory
 from utils.metrics import ConfusionMatrix, ap_per_class, iou_thresholds, process_batch
+from utils.model_utils import check_img_size
 from utils.nms import non_max_suppression
 from utils.plot_metrics import plot_val_study
 from utils.plots import output_to_target, plot_images
 from utils.precision import Precision, select_precision
 from utils.profiling import Profile
-from utils.train_setup import check_img_size
 
 HEADER = ("%22s" + "%11s" * 6) % ("Class", "Images", "Instances", "P", "R", "mAP50", "mAP50-95")
 ROW_FORMAT = "%22s" + "%11i" * 2 + "%11.3g" * 4

@@ -18,7 +18,7 @@ from utils.distributed import LOCAL_RANK, WORLD_SIZE, is_main, torch_distributed
 from utils.downloads import attempt_download
 from utils.files import atomic_write_text
 from utils.log import LOGGER, colorstr
-from utils.model_utils import check_img_size, intersect_dicts  # noqa: F401 (check_img_size: detect.py, val.py)
+from utils.model_utils import intersect_dicts
 
 
 def prepare_run_folder(save_dir, hyp, opt):
