@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from test_evolve_runner import fake_train, initial_hyp, make_opt  # noqa: E402
+from test_evolve_runner import fake_train, initial_hyp, make_opt, start_process  # noqa: E402
 
 from utils.evolve.jobs import STOP
 from utils.evolve.meta import METRIC_KEYS
@@ -21,8 +21,6 @@ from utils.evolve.runner import Evolution, run_evolution
 from utils.evolve.store import EvolveStore
 from utils.files import ROOT
 from utils.log import LOGGER
-
-TESTS = str(Path(__file__).parent)
 
 
 def fake_epochs_train(hyp, opt, device, callbacks=None):
@@ -51,13 +49,6 @@ def evolve_in_subprocess(folder, generations, epoch_s, report):
     """Entry point of the multi-process tests: evolve with pruning, write how many candidates this process trained."""
     trained = run_evolution(prune_opt(folder, generations, fake_epoch_s=epoch_s), "cpu", fake_epochs_train)
     Path(report).write_text(str(trained))
-
-
-def start_process(folder, generations, epoch_s, report):
-    code = (f"import sys; sys.path[:0] = [{str(ROOT)!r}, {TESTS!r}]; import test_evolve_prune as t; "
-            f"t.evolve_in_subprocess({str(folder)!r}, {generations}, {epoch_s}, {str(report)!r})")
-    return subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
 
 
 def rung_rows(folder):
@@ -266,7 +257,7 @@ def test_two_evolutions_sharing_a_folder_prune_against_each_others_rungs(tmp_pat
 
 
 def test_two_processes_prune_against_each_others_rungs(tmp_path):
-    procs = [start_process(tmp_path, 12, 0.15, tmp_path / f"trained{i}") for i in range(2)]
+    procs = [start_process(tmp_path, 12, 0.15, tmp_path / f"trained{i}", "test_evolve_prune") for i in range(2)]
     for p in procs:
         assert p.wait(timeout=300) == 0
     trained = [int((tmp_path / f"trained{i}").read_text()) for i in range(2)]
@@ -283,7 +274,7 @@ def test_two_processes_prune_against_each_others_rungs(tmp_path):
 
 def test_killed_pruned_evolution_restarted_reaches_n_without_loss_or_duplicate(tmp_path):
     generations, folder = 8, tmp_path / "exp"
-    victim = start_process(tmp_path, generations, 0.3, tmp_path / "killed")
+    victim = start_process(tmp_path, generations, 0.3, tmp_path / "killed", "test_evolve_prune")
     deadline = time.time() + 120
     while time.time() < deadline and len(terminal(rung_rows(folder))) < 3:
         time.sleep(0.1)

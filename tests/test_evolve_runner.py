@@ -51,8 +51,9 @@ def evolve_in_subprocess(folder, generations, sleep_s, report):
     Path(report).write_text(str(trained))
 
 
-def start_process(folder, generations, sleep_s, report):
-    code = (f"import sys; sys.path[:0] = [{str(ROOT)!r}, {TESTS!r}]; import test_evolve_runner as t; "
+def start_process(folder, generations, sleep_s, report, module="test_evolve_runner"):
+    """A process running `module`.evolve_in_subprocess (a test module's own entry point) on the folder."""
+    code = (f"import sys; sys.path[:0] = [{str(ROOT)!r}, {TESTS!r}]; import {module} as t; "
             f"t.evolve_in_subprocess({str(folder)!r}, {generations}, {sleep_s}, {str(report)!r})")
     return subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
