@@ -1,6 +1,7 @@
 """Fixtures shared by test modules: the project logger's records and lines, torch's thread count restored, a local Ray,
 a tiny dataset cut from the shared COCO128, exported models."""
 
+import contextlib
 import logging
 import shutil
 from types import SimpleNamespace
@@ -15,16 +16,32 @@ from utils.log import LOGGER
 SHARED = ROOT.parent / "shared"
 
 
+@contextlib.contextmanager
+def captured_logs(convert):
+    """convert(record) of every record LOGGER ('yolov5') emits in the block, caught by a handler on that logger itself:
+    each counted once, whatever pytest's own capture does (LOGGER does not propagate to the root logger)."""
+    items = []
+    handler = logging.Handler()
+    handler.emit = lambda record: items.append(convert(record))
+    LOGGER.addHandler(handler)
+    try:
+        yield items
+    finally:
+        LOGGER.removeHandler(handler)
+
+
 @pytest.fixture
 def log_records():
-    """The records LOGGER ('yolov5') emits during the test, caught by a handler on that logger itself: each counted
-    once, whatever pytest's own capture does (LOGGER does not propagate to the root logger)."""
-    records = []
-    handler = logging.Handler()
-    handler.emit = records.append
-    LOGGER.addHandler(handler)
-    yield records
-    LOGGER.removeHandler(handler)
+    """The records LOGGER emits during the test, in order."""
+    with captured_logs(lambda record: record) as records:
+        yield records
+
+
+@pytest.fixture
+def log_lines():
+    """The messages LOGGER emits during the test, in order."""
+    with captured_logs(logging.LogRecord.getMessage) as lines:
+        yield lines
 
 
 @pytest.fixture
@@ -69,17 +86,6 @@ def tiny_coco128(tmp_path):
 
 
 EXPORT_SIZE = 160
-
-
-@pytest.fixture
-def log_lines():
-    """The messages the project logger emits during the test, in order."""
-    records = []
-    handler = logging.Handler()
-    handler.emit = lambda record: records.append(record.getMessage())
-    LOGGER.addHandler(handler)
-    yield records
-    LOGGER.removeHandler(handler)
 
 
 @pytest.fixture(scope="session")

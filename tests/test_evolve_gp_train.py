@@ -1,26 +1,21 @@
 """One real end-to-end run: train.py --evolve-method gp --evolve-verify on 8 COCO128 images, yolov5n at 128 px."""
 
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import yaml
+from test_evolve_runner import run_train_py
 
 from utils.evolve.meta import fitness
 from utils.evolve.store import EvolveStore
-from utils.files import ROOT
 
 
 @pytest.mark.slow
 def test_gp_evolution_verified_end_to_end(tmp_path, tiny_coco128):
     pytest.importorskip("optuna")
     data, weights = tiny_coco128
-    command = [sys.executable, "train.py", "--weights", str(weights), "--data", str(data),
-               "--img", "128", "--epochs", "1", "--batch-size", "4", "--workers", "0", "--device", "cpu",
-               "--evolve", "5", "--evolve-method", "gp", "--evolve-verify", "1", "--seed", "0",
-               "--project", str(tmp_path / "runs"), "--name", "gp"]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    done = run_train_py(data, weights, "--img", 128, "--epochs", 1, "--evolve", 5, "--evolve-method", "gp",
+                        "--evolve-verify", 1, "--seed", 0, "--project", tmp_path / "runs", "--name", "gp")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     folder = tmp_path / "runs/gp"
     store = EvolveStore(folder)

@@ -1,17 +1,14 @@
 """--evolve-prune: the rungs, the ASHA rule, the judge, and evolutions that prune in one process, across processes,
 after a kill, for every method, and with the real train() (tiny)."""
 
-import logging
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from test_evolve_runner import fake_train, initial_hyp, make_opt, start_process  # noqa: E402
+from test_evolve_runner import fake_train, initial_hyp, make_opt, run_train_py, start_process  # noqa: E402
 
 from utils.evolve.jobs import STOP
 from utils.evolve.meta import METRIC_KEYS
@@ -19,8 +16,6 @@ from utils.evolve.prune import CandidatePruned, RungJudge, RungReporter, promote
 from utils.evolve.rungs import COMPLETED, PROMOTED, PRUNED
 from utils.evolve.runner import Evolution, run_evolution
 from utils.evolve.store import EvolveStore
-from utils.files import ROOT
-from utils.log import LOGGER
 
 
 def fake_epochs_train(hyp, opt, device, callbacks=None):
@@ -74,17 +69,6 @@ def hparams_epochs(run):
     events = accumulator.EventAccumulator(str(run))
     events.Reload()
     return events.Scalars("epochs")[0].value
-
-
-@pytest.fixture
-def log_lines():
-    """The project LOGGER's messages while the test runs (it does not propagate to pytest's caplog)."""
-    lines = []
-    handler = logging.Handler()
-    handler.emit = lambda record: lines.append(record.getMessage())
-    LOGGER.addHandler(handler)
-    yield lines
-    LOGGER.removeHandler(handler)
 
 
 # rungs and the rule --------------------------------------------------------------------------------------------------
@@ -329,11 +313,9 @@ def test_a_finished_evolution_says_stop(tmp_path):
 @pytest.mark.slow
 def test_train_py_prunes_end_to_end(tmp_path, tiny_coco128):
     data, weights = tiny_coco128
-    command = [sys.executable, "train.py", "--weights", str(weights), "--data", str(data),
-               "--img", "128", "--epochs", "3", "--batch-size", "4", "--workers", "0", "--device", "cpu",
-               "--evolve", "4", "--evolve-prune", "--evolve-prune-eta", "2", "--seed", "0", "--noautoanchor",
-               "--project", str(tmp_path / "runs"), "--name", "p"]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1500)
+    done = run_train_py(data, weights, "--img", 128, "--epochs", 3, "--evolve", 4, "--evolve-prune",
+                        "--evolve-prune-eta", 2, "--seed", 0, "--noautoanchor", "--project", tmp_path / "runs",
+                        "--name", "p", timeout=1500)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-3000:]
     folder = tmp_path / "runs/p"

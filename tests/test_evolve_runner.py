@@ -59,6 +59,13 @@ def start_process(folder, generations, sleep_s, report, module="test_evolve_runn
                             stderr=subprocess.DEVNULL)
 
 
+def run_train_py(data, weights, *flags, timeout=900):
+    """train.py as a user runs it, tiny and on CPU (batch 4, no loader workers), with `flags`: the finished process."""
+    command = [sys.executable, "train.py", "--weights", str(weights), "--data", str(data), "--batch-size", "4",
+               "--workers", "0", "--device", "cpu", *map(str, flags)]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
 def rows_of(folder):
     return EvolveStore(Path(folder) / "exp").read()
 
@@ -193,10 +200,8 @@ def test_default_project_is_runs_evolve_and_not_incremented(tmp_path):
 @pytest.mark.slow
 def test_train_py_evolves_two_generations_end_to_end(tmp_path, tiny_coco128):
     data, weights = tiny_coco128
-    command = [sys.executable, "train.py", "--weights", str(weights), "--data", str(data),
-               "--img", "64", "--epochs", "1", "--batch-size", "4", "--workers", "0", "--device", "cpu",
-               "--evolve", "2", "--seed", "0", "--project", str(tmp_path / "runs"), "--name", "e"]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    done = run_train_py(data, weights, "--img", 64, "--epochs", 1, "--evolve", 2, "--seed", 0,
+                        "--project", tmp_path / "runs", "--name", "e")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     folder = tmp_path / "runs/e"
     keys, values = EvolveStore(folder).read()

@@ -104,17 +104,18 @@ def runtime_env():
     return {"working_dir": str(ROOT), "excludes": WORKING_DIR_EXCLUDES}
 
 
-def portable_opt(opt):
-    """A candidate's opt with the dataset and the weights resolved here, on the driver, to absolute paths.
+def portable_paths(opt):
+    """{opt field: value} for the dataset and the weights of `opt`, resolved here, on the driver, to absolute paths.
 
     Workers run from a copy of the checkout (runtime_env), so names relative to it (coco128.yaml's ../datasets) would
     point into that copy; absolute paths name the shared mount every node must have.
     """
+    paths = {}
     if getattr(opt, "data", None):
-        opt.data = check_dataset(opt.data)
+        paths["data"] = check_dataset(opt.data)
     if str(getattr(opt, "weights", "") or "").strip():
-        opt.weights = str(Path(attempt_download(opt.weights)).resolve())
-    return opt
+        paths["weights"] = str(Path(attempt_download(opt.weights)).resolve())
+    return paths
 
 
 def stops_the_run(error):
@@ -141,7 +142,7 @@ def run_on_ray(source, device=None, train_fn=None, address=None, num_cpus=None, 
     train_ref = ray.put(train_fn)
     judge = RemoteJudge(ray, source.judge) if source.judge else None
     in_flight = {}  # ObjectRef -> (hyp, ticket)
-    recorded, failures = 0, 0
+    recorded, failures, paths = 0, 0, None
     try:
         with source.progress():
             while True:
@@ -152,7 +153,9 @@ def run_on_ray(source, device=None, train_fn=None, address=None, num_cpus=None, 
                         break
                     hyp, ticket = step
                     reporter = RungReporter(judge, ticket, hyp) if judge else None
-                    opt = portable_opt(source.candidate_opt(ticket))
+                    opt = source.candidate_opt(ticket)
+                    paths = paths if paths is not None else portable_paths(opt)  # every candidate shares them
+                    vars(opt).update(paths)
                     in_flight[remote_train.remote(train_ref, dict(hyp), opt, reporter)] = (hyp, ticket)
                 if not in_flight:
                     if step == STOP:
