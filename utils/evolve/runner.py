@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from utils.dataloaders import reuse_datasets
 from utils.evolve.claims import DEFAULT_GRACE_MIN
 from utils.evolve.jobs import STOP, WAIT, finish_candidate, train_candidate
 from utils.evolve.meta import METRIC_KEYS, evolution_space, fitness, unknown_keys
@@ -248,8 +249,6 @@ def run_evolution(opt, device, train_fn, poll_s=5.0):
     train_fn(hyp, opt, device[, callbacks]) -> (P, R, mAP@0.5, mAP@0.5:0.95, val box, obj, cls losses); with
     --evolve-prune it gets train()'s callbacks and opt.val_epochs, and a callback may raise prune.CandidatePruned.
     """
-    from utils.dataloaders import reuse_datasets
-
     evolution = Evolution(opt)
     verify = int(getattr(opt, "evolve_verify", 0) or 0)
     if verify < 0:
