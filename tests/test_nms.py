@@ -173,8 +173,8 @@ def test_same_boxes_as_the_previous_implementation(seed, kwargs, monkeypatch):
 def test_prefix_doubles_until_max_det_boxes_are_kept(monkeypatch):
     monkeypatch.setattr(nms_module, "FIRST_PREFIX", 64)
     calls = []
-    real = nms_module.torchvision.ops.nms
-    monkeypatch.setattr(nms_module.torchvision.ops, "nms", lambda b, s, t: (calls.append(len(b)), real(b, s, t))[1])
+    real = nms_module.nms
+    monkeypatch.setattr(nms_module, "nms", lambda b, s, t: (calls.append(len(b)), real(b, s, t))[1])
     pred = _random_batch(0, bs=1)
     out = non_max_suppression(pred, 0.001, 0.6, multi_label=True, max_det=120)[0]
     assert calls[:2] == [120, 240] and len(out) == 120  # max(FIRST_PREFIX, max_det) boxes first, then doubled

@@ -8,9 +8,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from utils.ema import de_parallel  # noqa: F401  (re-exported: YOLOv5 keeps it beside is_parallel)
+from utils.flops import forward_flops
 from utils.log import LOGGER
 
 INPLACE_ACTIVATIONS = (nn.Hardswish, nn.LeakyReLU, nn.ReLU, nn.ReLU6, nn.SiLU)
@@ -65,11 +65,9 @@ def model_gflops(model, img_size=640):
         p = next(model.parameters())
         stride = max(int(model.stride.max()), 32) if hasattr(model, "stride") else 32
         im = torch.zeros((1, p.shape[1], stride, stride), device=p.device)
-        counter = FlopCounterMode(display=False)
-        with torch.no_grad(), counter:
-            deepcopy(model).float().eval()(im)  # eval: BN cannot train on the 1x1 P5 map of a stride-sized image
+        flops = forward_flops(deepcopy(model).float().eval(), im)  # eval: BN cannot train on a 1x1 P5 map
         h, w = img_size if isinstance(img_size, (list, tuple)) else (img_size, img_size)
-        return counter.get_total_flops() / 1e9 * (h / stride) * (w / stride)
+        return flops / 1e9 * (h / stride) * (w / stride)
     except Exception as e:  # a summary line must never stop a build; say why the figure is missing
         LOGGER.debug(f"GFLOPs not computed: {e}")
         return None

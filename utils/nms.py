@@ -3,11 +3,11 @@
 import time
 
 import torch
-import torchvision
 
 from utils.boxes import xywh2xyxy
 from utils.cpu_threads import single_threaded
 from utils.log import LOGGER
+from utils.torchvision_ops import nms
 
 MAX_WH = 7680  # class offset (pixels) that separates classes in one batched NMS call
 MAX_NMS = 30000  # most boxes passed to torchvision.ops.nms per image
@@ -46,7 +46,7 @@ def _greedy_nms(boxes, iou_thres, max_det):
     ranks = torch.arange(n, 0, -1, device=boxes.device, dtype=boxes.dtype)
     size = min(n, max(FIRST_PREFIX, max_det))
     while True:
-        keep = torchvision.ops.nms(boxes[:size], ranks[:size], iou_thres)
+        keep = nms(boxes[:size], ranks[:size], iou_thres)
         if len(keep) >= max_det or size == n:
             return keep[:max_det]
         size = min(n, size * 2)

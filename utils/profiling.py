@@ -9,8 +9,8 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
+from utils.flops import forward_flops
 from utils.log import LOGGER
 from utils.memory import trim_heap
 
@@ -111,12 +111,8 @@ class _PeakMemory:
 
 
 def _gflops(op, x):
-    """Forward GFLOPs of op(x) counted by torch.utils.flop_counter, on a copy so BN statistics stay untouched."""
-    op = copy.deepcopy(op) if isinstance(op, nn.Module) else op
-    counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
-        op(x)
-    return counter.get_total_flops() / 1e9
+    """Forward GFLOPs of op(x) (utils.flops), on a copy so BN statistics stay untouched."""
+    return forward_flops(copy.deepcopy(op) if isinstance(op, nn.Module) else op, x) / 1e9
 
 
 def _tensors(y):
