@@ -64,13 +64,14 @@ from utils.train_setup import (
 EMA_ATTRIBUTES = ["yaml", "nc", "hyp", "names", "stride", "class_weights"]
 
 
-def train(hyp, opt, device, callbacks=None):
+def train(hyp, opt, device, callbacks=None, cache=None):
     """Train one model as `opt` describes; returns (P, R, mAP@0.5, mAP@0.5:0.95, val box, obj, cls loss).
 
     hyp: a dict or a hyp YAML path. callbacks: optional {'on_train_batch_end': f(epoch, batch_index),
     'on_fit_epoch_end': f(epoch, results_row)} for code that drives train() from Python; an exception raised there
     ends the training (--evolve-prune stops a candidate so). opt.val_epochs (optional): 1-based epochs validated
-    under --noval besides the last one.
+    under --noval besides the last one. cache: a reuse.TrainingCache shared by successive trainings in this process
+    (the --evolve loops pass one): datasets, the built model and the val batches are reused, not rebuilt.
     """
     callbacks = callbacks or {}
     save_dir, epochs, batch_size = Path(opt.save_dir), opt.epochs, opt.batch_size
@@ -94,7 +95,7 @@ def train(hyp, opt, device, callbacks=None):
     names = {0: "item"} if opt.single_cls and len(data_dict["names"]) != 1 else data_dict["names"]
 
     # ---- Model
-    model, ckpt = build_model(opt, hyp, nc, device, resume)
+    model, ckpt = build_model(opt, hyp, nc, device, resume, cache)
     freeze_layers(model, opt.freeze)
     stride = max(int(model.stride.max()), 32)
     imgsz = check_img_size(opt.imgsz, stride, floor=stride * 2)
@@ -118,7 +119,7 @@ def train(hyp, opt, device, callbacks=None):
     del ckpt
 
     # ---- Data
-    train_loader, dataset, val_loader = build_dataloaders(opt, data_dict, hyp, imgsz, batch_size, stride, nc)
+    train_loader, dataset, val_loader = build_dataloaders(opt, data_dict, hyp, imgsz, batch_size, stride, nc, cache)
     if is_main() and not resume:
         if not opt.noautoanchor:
             check_anchors(dataset, model=model, thr=hyp["anchor_t"], imgsz=imgsz)
@@ -206,12 +207,12 @@ def train(hyp, opt, device, callbacks=None):
     return tuple(float(x) for x in results)
 
 
-def quiet_train(hyp, opt, device, callbacks=None):
+def quiet_train(hyp, opt, device, callbacks=None, cache=None):
     """train() logging warnings only: one evolve generation prints its summary line, not the whole run's log."""
     level = LOGGER.level
     LOGGER.setLevel(logging.WARNING)
     try:
-        return train(hyp, opt, device, callbacks)
+        return train(hyp, opt, device, callbacks, cache)
     finally:
         LOGGER.setLevel(level)
 

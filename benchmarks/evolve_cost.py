@@ -1,12 +1,12 @@
 """What one --evolve generation costs in a long evolution: seconds per generation and resident memory, generation by
-generation, with the datasets reused across generations (as --evolve does) and, for comparison, rebuilt each time.
+generation, with the datasets, the built model and the val batches reused across generations (the TrainingCache
+--evolve gives its candidates) and, for comparison, everything rebuilt each time.
 
     python benchmarks/evolve_cost.py --data coco128.yaml --weights ../shared/weights/yolov5n.pt --img 320 --cache ram \
         --generations 20 --rebuilt-generations 5
 """
 
 import argparse
-import contextlib
 import os
 import statistics
 import sys
@@ -19,7 +19,6 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import train  # noqa: E402
-from utils import dataloaders  # noqa: E402
 from utils.device import select_device  # noqa: E402
 from utils.evolve.runner import run_evolution  # noqa: E402
 from utils.memory import release_memory  # noqa: E402
@@ -31,13 +30,14 @@ def rss_mb():
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
-def evolve(args, folder, generations):
-    """Run an evolution of `generations` into `folder`; returns [(seconds, RSS MB after it)] per generation."""
+def evolve(args, folder, generations, reuse=True):
+    """Run an evolution of `generations` into `folder`; returns [(seconds, RSS MB after it)] per generation.
+    reuse: the candidates get the loop's TrainingCache (as --evolve does), else each builds everything afresh."""
     samples = []
 
-    def timed_train(hyp, opt, device):
+    def timed_train(hyp, opt, device, callbacks=None, cache=None):
         start = time.perf_counter()
-        results = train.quiet_train(hyp, opt, device)
+        results = train.quiet_train(hyp, opt, device, callbacks, cache if reuse else None)
         seconds = time.perf_counter() - start
         release_memory()  # as the loop does after every generation
         samples.append((seconds, rss_mb()))
@@ -83,27 +83,15 @@ def main():
         reused = evolve(args, Path(scratch) / "reused", args.generations)
         rebuilt = []
         if args.rebuilt_generations:
-            with _datasets_rebuilt():
-                rebuilt = evolve(args, Path(scratch) / "rebuilt", args.rebuilt_generations)
-    reused_s = report("datasets reused across generations (what --evolve does)", reused)
+            rebuilt = evolve(args, Path(scratch) / "rebuilt", args.rebuilt_generations, reuse=False)
+    reused_s = report("datasets, model and val batches reused across generations (what --evolve does)", reused)
     if rebuilt:
-        rebuilt_s = report("datasets rebuilt every generation (YOLOv5's way)", rebuilt)
+        rebuilt_s = report("everything rebuilt every generation (YOLOv5's way)", rebuilt)
         print(f"\nseconds per generation: {rebuilt_s:.1f} rebuilt -> {reused_s:.1f} reused")
     if len(reused) >= 20:
         third, twentieth = reused[2][1], reused[19][1]
         print(f"RSS after generation 3: {third:.0f} MB, after generation 20: {twentieth:.0f} MB "
               f"({(twentieth / third - 1) * 100:+.1f}%)")
-
-
-@contextlib.contextmanager
-def _datasets_rebuilt():
-    """Turn create_dataloader's per-process dataset reuse off for the block."""
-    original = dataloaders.reuse_datasets
-    dataloaders.reuse_datasets = contextlib.nullcontext
-    try:
-        yield
-    finally:
-        dataloaders.reuse_datasets = original
 
 
 if __name__ == "__main__":

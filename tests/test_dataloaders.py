@@ -303,20 +303,22 @@ def test_coco128_copy_scan_counts(tmp_path, hyp):
     assert imgs.shape == (16, 3, 128, 128)
 
 
-def test_reuse_datasets_scans_once_per_process(tmp_path, hyp, monkeypatch):
-    """Inside reuse_datasets() (one --evolve process) the same arguments give back the scanned, cached dataset with
-    the new generation's hyp; outside it every call builds afresh."""
+def test_datasets_dict_scans_once_per_process(tmp_path, hyp, monkeypatch):
+    """With the caller's `datasets` dict (one --evolve process's TrainingCache) the same arguments give back the
+    scanned, cached dataset with the new generation's hyp; without it every call builds afresh."""
     images = make_dataset(tmp_path)
     scans = []
     original = dataloaders.load_or_scan
     monkeypatch.setattr(dataloaders, "load_or_scan", lambda *a, **k: scans.append(1) or original(*a, **k))
     other_hyp = {**hyp, "mosaic": 0.0}
-    with dataloaders.reuse_datasets():
-        _, first = create_dataloader(str(images), 64, 2, 32, hyp=hyp, augment=True, cache="ram", workers=0)
-        first.indices = [0] * first.n  # as --image-weights leaves them
-        _, second = create_dataloader(str(images), 64, 2, 32, hyp=other_hyp, augment=True, cache="ram", workers=0)
-        _, val = create_dataloader(str(images), 64, 2, 32, hyp=hyp, rect=True, workers=0)
+    datasets = {}
+    _, first = create_dataloader(str(images), 64, 2, 32, hyp=hyp, augment=True, cache="ram", workers=0,
+                                 datasets=datasets)
+    first.indices = [0] * first.n  # as --image-weights leaves them
+    _, second = create_dataloader(str(images), 64, 2, 32, hyp=other_hyp, augment=True, cache="ram", workers=0,
+                                  datasets=datasets)
+    _, val = create_dataloader(str(images), 64, 2, 32, hyp=hyp, rect=True, workers=0, datasets=datasets)
     assert second is first and second.hyp is other_hyp and list(second.indices) == list(range(first.n))
-    assert val is not first and len(scans) == 2
+    assert val is not first and len(scans) == 2 and len(datasets) == 2
     _, fresh = create_dataloader(str(images), 64, 2, 32, hyp=hyp, augment=True, workers=0)
     assert fresh is not first and len(scans) == 3

@@ -88,7 +88,7 @@ def test_an_old_claim_without_token_expires_by_its_time(tmp_path):
     assert store.claims() == []
 
 
-def fake_train(hyp, opt, device):
+def fake_train(hyp, opt, device, callbacks=None, cache=None):
     return 0.6, 0.5, 0.4 + hyp["lr0"], 0.3 + hyp["lr0"], 0.05, 0.03, 0.01
 
 

@@ -18,7 +18,7 @@ from utils.evolve.runner import Evolution, run_evolution
 from utils.evolve.store import EvolveStore
 
 
-def fake_epochs_train(hyp, opt, device, callbacks=None):
+def fake_epochs_train(hyp, opt, device, callbacks=None, cache=None):
     """opt.epochs fake epochs, validated (fitness growing to fake_train's) at opt.val_epochs and the last epoch.
 
     Calls on_fit_epoch_end(epoch, row) after every epoch with train()'s row: 3 train losses, 7 results, 3 lrs.
@@ -193,7 +193,7 @@ def test_reporter_reports_rungs_only_and_raises_when_pruned(tmp_path):
 def test_pruned_evolution_counts_candidates_started_and_keeps_yolov5s_layout(tmp_path, log_lines):
     seen = []
     opt = prune_opt(tmp_path, 10, seed=1)
-    trained = run_evolution(opt, "cpu", lambda h, o, d, c=None: seen.append(o) or fake_epochs_train(h, o, d, c))
+    trained = run_evolution(opt, "cpu", lambda h, o, d, *rest: seen.append(o) or fake_epochs_train(h, o, d, *rest))
     folder = tmp_path / "exp"
     keys, values = EvolveStore(folder).read()
     rows = rung_rows(folder)
@@ -300,7 +300,7 @@ def test_every_method_evolves_with_pruning(tmp_path, method):
 
 def test_without_the_flag_no_rung_file_and_no_extra_validation(tmp_path):
     seen = []
-    run_evolution(make_opt(tmp_path, 2, epochs=9), "cpu", lambda h, o, d: seen.append(o) or fake_train(h, o, d))
+    run_evolution(make_opt(tmp_path, 2, epochs=9), "cpu", lambda h, o, d, *rest: seen.append(o) or fake_train(h, o, d))
     assert not (tmp_path / "exp" / "evolve_rungs.csv").exists()
     assert all(not hasattr(o, "val_epochs") for o in seen)
 

@@ -15,7 +15,7 @@ from utils.files import ROOT
 def make_fake_train():
     """A fake train() built in a closure so Ray ships it by value (workers need not import this test module)."""
 
-    def fake_train(hyp, opt, device):
+    def fake_train(hyp, opt, device, callbacks=None, cache=None):
         import os
         import time
 
@@ -60,7 +60,7 @@ def test_ray_run_with_two_local_workers(tmp_path, local_ray):
 def make_fake_epochs_train():
     """A fake train() of opt.epochs epochs that reports to train()'s on_fit_epoch_end callback (shipped by value)."""
 
-    def fake_epochs_train(hyp, opt, device, callbacks=None):
+    def fake_epochs_train(hyp, opt, device, callbacks=None, cache=None):
         import os
 
         score = 0.5 - 0.05 * math.log10(hyp["lr0"] / 0.003) ** 2 - (hyp["momentum"] - 0.9) ** 2

@@ -42,7 +42,7 @@ def make_opt(folder, generations, address, **kwargs):
 def make_train(sleep_s=0.0, fail_initial=None, log_dir=None):
     """A fake train() shipped by value: optionally raises for the initial hyps, logs (pid, dataset id) per call."""
 
-    def fake_train(hyp, opt, device):
+    def fake_train(hyp, opt, device, callbacks=None, cache=None):
         import os
         import time
 

@@ -26,7 +26,7 @@ HYP_FILE = str(ROOT / "data/hyps/hyp.scratch-low.yaml")
 TESTS = str(Path(__file__).parent)
 
 
-def fake_train(hyp, opt, device):
+def fake_train(hyp, opt, device, callbacks=None, cache=None):
     """A smooth fitness of a few hyps plus a hash-based jitter; reseeds every global RNG as train() does."""
     random.seed(0)
     np.random.seed(0)
@@ -77,10 +77,10 @@ def initial_hyp():
 def test_single_process_writes_every_file(tmp_path):
     opt = make_opt(tmp_path, 4, seed=1)
     seen = []
-    trained = run_evolution(opt, "cpu", lambda hyp, o, d: seen.append(o) or fake_train(hyp, o, d))
+    trained = run_evolution(opt, "cpu", lambda hyp, o, d, *rest: seen.append(o) or fake_train(hyp, o, d))
     folder = tmp_path / "exp"
-    assert trained == 4 and opt.noval and opt.nosave and opt.save_dir == str(folder)
-    assert all(o.save_dir != str(folder) and Path(o.save_dir).parent == folder / "candidates" for o in seen)
+    assert trained == 4 and not opt.noval and not opt.nosave and opt.save_dir == ""  # the caller's opt is untouched
+    assert all(o.noval and o.nosave and Path(o.save_dir).parent == folder / "candidates" for o in seen)
     keys, values = rows_of(tmp_path)
     assert values.shape == (4, 7 + len(initial_hyp())) and keys[-1] == "anchors"
     assert dict(zip(keys[7:], values[0, 7:])) == initial_hyp()  # generation 1 trains the initial hyps
@@ -156,7 +156,7 @@ def rss_mb():
 def test_memory_does_not_grow_over_generations(tmp_path):
     samples = []
 
-    def heavy_train(hyp, opt, device):
+    def heavy_train(hyp, opt, device, callbacks=None, cache=None):
         model = torch.nn.Sequential(torch.nn.Conv2d(3, 64, 3), torch.nn.Conv2d(64, 64, 3))
         model(torch.rand(4, 3, 64, 64)).sum().backward()
         buffer = np.ones((20, 1024, 1024), dtype=np.uint8)  # 20 MB freed after each generation

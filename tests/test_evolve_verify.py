@@ -34,7 +34,7 @@ from utils.files import ROOT
 TESTS = str(Path(__file__).parent)
 
 
-def lucky_train(hyp, opt, device):
+def lucky_train(hyp, opt, device, callbacks=None, cache=None):
     """fake_train, its fitness turned upside down on the search seed (0): the reported ranking misleads, seeds 1+ tell."""
     p, r, map50, score, *losses = fake_train(hyp, opt, device)
     if opt.seed == 0:
@@ -174,7 +174,7 @@ def test_verdict_on_a_finished_folder_reports_on_seeds_that_did_not_pick(tmp_pat
     rows_before = EvolveStore(folder).read()[1]
     calls = []
 
-    def unlucky_initial_train(hyp, opt, device):
+    def unlucky_initial_train(hyp, opt, device, callbacks=None, cache=None):
         calls.append(opt.seed)
         p, r, map50, score, *losses = lucky_train(hyp, opt, device)
         if opt.seed in (1, 2, 3) and hyp == initial_hyp():
@@ -210,7 +210,7 @@ def test_verification_trains_at_its_own_epochs_never_pruned_and_keeps_lengths_ap
     run_evolution(make_opt(tmp_path, 4, seed=0, epochs=1), "cpu", fake_train)
     seen = []
 
-    def spy_train(hyp, opt, device):
+    def spy_train(hyp, opt, device, callbacks=None, cache=None):
         seen.append((opt.epochs, opt.evolve_prune, opt.seed))
         return fake_train(hyp, opt, device)
 
@@ -232,7 +232,7 @@ def verify_in_subprocess(folder, generations, k, sleep_s):
     """Entry point for the process tests: evolve and verify with a fake train that sleeps while verifying."""
     opt = make_opt(folder, generations, seed=0, evolve_verify=k)
 
-    def slow_train(hyp, o, device):
+    def slow_train(hyp, o, device, callbacks=None, cache=None):
         time.sleep(sleep_s if o.seed else 0.0)
         return fake_train(hyp, o, device)
 
@@ -270,7 +270,7 @@ def test_killed_verification_restarts_where_it_stopped(tmp_path):
     assert 3 <= done < 12 and list((tmp_path / "exp" / ".evolve_verify_claims").glob("*.json"))
     calls = []
     run_evolution(make_opt(tmp_path, 4, seed=0, evolve_verify=3), "cpu",
-                  lambda hyp, o, d: calls.append(o.seed) or fake_train(hyp, o, d))
+                  lambda hyp, o, d, *rest: calls.append(o.seed) or fake_train(hyp, o, d))
     jobs = [(int(r), int(s)) for r, s in store.read_verify()[:, :2]]
     total = expected_jobs(tmp_path / "exp", 3)
     assert len(calls) == total - done and len(jobs) == len(set(jobs)) == total
@@ -286,6 +286,6 @@ def test_a_generation_lost_after_this_process_stopped_is_trained_before_verifyin
     store = EvolveStore(tmp_path / "exp")
     seen = []
     trained = run_evolution(make_opt(tmp_path, 4, seed=0, evolve_verify=1), "cpu",
-                            lambda hyp, o, d: seen.append(o.seed) or fake_train(hyp, o, d), poll_s=0.2)
+                            lambda hyp, o, d, *rest: seen.append(o.seed) or fake_train(hyp, o, d), poll_s=0.2)
     holder.wait()
     assert trained == 1 and len(store.read()[1]) == 4 and seen.count(1) == 4 and seen.count(2) in (0, 2)

@@ -1,6 +1,5 @@
 """YOLO-format training/validation data: LoadImagesAndLabels, create_dataloader, samplers and collate functions."""
 
-import contextlib
 import math
 import os
 import random
@@ -38,32 +37,22 @@ from utils.label_cache import (  # noqa: F401 (re-exported as in YOLOv5)
 from utils.log import LOGGER, TQDM_BAR_FORMAT
 
 PIN_MEMORY = str(os.getenv("PIN_MEMORY", True)).lower() == "true"  # pinned host memory for faster GPU copies
-_reused_datasets = None  # {constructor arguments: dataset} while reuse_datasets() is active, else None
-
-
-@contextlib.contextmanager
-def reuse_datasets():
-    """Within the block, create_dataloader hands back the dataset it built before for the same arguments (its hyp
-    updated), so the trainings of one --evolve process scan labels and cache images once, not once per generation."""
-    global _reused_datasets
-    outer, _reused_datasets = _reused_datasets, {} if _reused_datasets is None else _reused_datasets
-    try:
-        yield
-    finally:
-        _reused_datasets = outer
-
-
-def _dataset(hyp, **kwargs):
-    """A LoadImagesAndLabels for `kwargs`, reused when reuse_datasets() is active and one was built for them."""
-    if _reused_datasets is None:
+def _dataset(hyp, datasets=None, **kwargs):
+    """A LoadImagesAndLabels for `kwargs`; with `datasets` (a dict kept by the caller), the one built before for the
+    same arguments, its hyp updated, so successive trainings scan labels and cache images once."""
+    if datasets is None:
         return LoadImagesAndLabels(hyp=hyp, **kwargs)
     key = repr(sorted(kwargs.items()))
-    dataset = _reused_datasets.get(key)
+    dataset = datasets.get(key)
     if dataset is None:
-        dataset = _reused_datasets[key] = LoadImagesAndLabels(hyp=hyp, **kwargs)
+        dataset = datasets[key] = LoadImagesAndLabels(hyp=hyp, **kwargs)
     else:
         dataset.hyp = hyp
         dataset.indices = range(dataset.n)  # --image-weights redraws them each epoch
+        if dataset.albumentations is not None:
+            dataset.albumentations.seed = None  # reseeded at its next use, as a new dataset's is
+        if kwargs["cache_images"] in ("ram", True):
+            dataset.ram_check_sample()  # the random draws a new dataset makes, so that later draws are the same
     return dataset
 
 
@@ -162,17 +151,21 @@ class LoadImagesAndLabels(Dataset):
         self.segments = [self.segments[i] for i in order]
         self.shapes = self.shapes[order]
 
+    def ram_check_sample(self):
+        """The images check_cache_ram reads: min(n, 30) drawn with Python's random, as YOLOv5 draws them."""
+        return [random.choice(self.im_files) for _ in range(min(self.n, 30))]
+
     def check_cache_ram(self, safety_margin=0.1, prefix=""):
         """True when the resized images fit in available memory with a margin (estimated from 30 of them)."""
-        sample = min(self.n, 30)
+        sample = self.ram_check_sample()
         total = 0
-        for _ in range(sample):
-            im = cv2.imread(random.choice(self.im_files))
+        for file in sample:
+            im = cv2.imread(file)
             if im is None:
                 continue
             ratio = self.img_size / max(im.shape[:2])
             total += im.nbytes * ratio ** 2
-        required = total * self.n / sample
+        required = total * self.n / len(sample)
         available = available_memory()
         if available is None:
             LOGGER.warning(f"{prefix}WARNING cannot read available memory, images not cached (use --cache disk)")
@@ -370,15 +363,17 @@ def seed_worker(worker_id):
 
 def create_dataloader(path, imgsz, batch_size, stride, single_cls=False, hyp=None, augment=False, cache=False,
                       pad=0.0, rect=False, rank=-1, workers=8, image_weights=False, quad=False, prefix="",
-                      shuffle=False, seed=0, nc=None):
+                      shuffle=False, seed=0, nc=None, datasets=None):
     """-> (loader, dataset) as YOLOv5: InfiniteDataLoader (DataLoader with --image-weights), DistributedSampler
-    under DDP, seeded workers, collate_fn (collate_fn4 with --quad). `nc` enables the class-id check."""
+    under DDP, seeded workers, collate_fn (collate_fn4 with --quad). `nc` enables the class-id check. `datasets`:
+    a dict the caller keeps across calls (reuse.TrainingCache.datasets) to reuse datasets built for the same
+    arguments."""
     if rect and shuffle:
         LOGGER.warning("WARNING --rect is incompatible with DataLoader shuffle, setting shuffle=False")
         shuffle = False
     with torch_distributed_zero_first(rank):  # rank 0 scans and writes the cache, the others then read it
-        dataset = _dataset(hyp, path=path, img_size=imgsz, batch_size=batch_size, augment=augment, rect=rect,
-                           cache_images=cache, single_cls=single_cls, stride=int(stride), pad=pad,
+        dataset = _dataset(hyp, datasets, path=path, img_size=imgsz, batch_size=batch_size, augment=augment,
+                           rect=rect, cache_images=cache, single_cls=single_cls, stride=int(stride), pad=pad,
                            image_weights=image_weights, prefix=prefix, nc=nc)
     batch_size = min(batch_size, len(dataset))
     num_devices = torch.cuda.device_count()

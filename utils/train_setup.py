@@ -19,6 +19,7 @@ from utils.downloads import attempt_download
 from utils.files import atomic_write_text
 from utils.log import LOGGER, colorstr
 from utils.model_utils import intersect_dicts
+from utils.reuse import replayable
 
 
 def prepare_run_folder(save_dir, hyp, opt):
@@ -52,15 +53,24 @@ def init_seeds(seed=0, deterministic=False):
         os.environ["PYTHONHASHSEED"] = str(seed)
 
 
-def build_model(opt, hyp, nc, device, resume=False):
+def build_model(opt, hyp, nc, device, resume=False, cache=None):
     """The DetectionModel from --cfg or --weights. Returns (model, checkpoint dict or None).
 
     From weights, every parameter whose name and shape match is transferred, except the anchors when a cfg or
-    hyp anchors redefines them (a fresh run, not a resume).
+    hyp anchors redefines them (a fresh run, not a resume). cache: a reuse.TrainingCache; a fresh run then gets a
+    copy of the model it built before from the same cfg, weights, classes and anchors (and no checkpoint).
     """
     weights, cfg = str(opt.weights or ""), opt.cfg
     if weights and not weights.endswith(".pt"):
         raise ValueError(f"--weights {weights} is not a .pt checkpoint")
+    if cache is not None and not resume:
+        key = (str(cfg), weights, nc, repr(hyp.get("anchors")), str(device))
+        return cache.model(key, lambda: _model_from(cfg, weights, nc, hyp, device, resume)[0]), None
+    return _model_from(cfg, weights, nc, hyp, device, resume)
+
+
+def _model_from(cfg, weights, nc, hyp, device, resume):
+    """build_model's (model, checkpoint or None), built from the files."""
     if not weights:
         return Model(cfg, ch=3, nc=nc, anchors=hyp.get("anchors")).to(device), None
     with torch_distributed_zero_first(LOCAL_RANK):
@@ -84,26 +94,36 @@ def freeze_layers(model, freeze):
             p.requires_grad = False
 
 
-def build_dataloaders(opt, data_dict, hyp, imgsz, batch_size, stride, nc):
-    """(train loader, train dataset, val loader or None): the val loader is built in the main process only."""
+def build_dataloaders(opt, data_dict, hyp, imgsz, batch_size, stride, nc, cache=None):
+    """(train loader, train dataset, val loader or None): the val loader is built in the main process only.
+
+    The val loader replays its batches from memory after its first pass when they fit (reuse.replayable). cache: a
+    reuse.TrainingCache whose datasets and val loaders successive trainings share.
+    """
+    datasets = cache.datasets if cache is not None else None
     train_loader, dataset = create_dataloader(
         data_dict["train"], imgsz, batch_size // WORLD_SIZE, stride, opt.single_cls, hyp=hyp, augment=True,
         cache=None if opt.cache == "val" else opt.cache, rect=opt.rect, rank=LOCAL_RANK, workers=opt.workers,
         image_weights=opt.image_weights, quad=opt.quad, prefix=colorstr("train: "), shuffle=True, seed=opt.seed,
-        nc=nc)
+        nc=nc, datasets=datasets)
     labels = [x for x in dataset.labels if len(x)]
     if labels:
         top = int(np.concatenate(labels, 0)[:, 0].max())
         if top >= nc:
             raise ValueError(f"label class {top} exceeds nc={nc} in {opt.data}: class labels must be 0-{nc - 1}")
-    val_loader = None
-    if is_main():
-        val_imgsz = getattr(opt, "val_imgsz", None) or imgsz
-        val_loader = create_dataloader(
-            data_dict["val"], val_imgsz, batch_size // WORLD_SIZE * 2, stride, opt.single_cls, hyp=hyp,
-            cache=None if opt.noval else opt.cache, rect=True, rank=-1, workers=opt.workers * 2, pad=0.5,
-            prefix=colorstr("val: "), nc=nc)[0]
-    return train_loader, dataset, val_loader
+    if not is_main():
+        return train_loader, dataset, None
+    val_imgsz = getattr(opt, "val_imgsz", None) or imgsz
+    val_args = dict(path=data_dict["val"], imgsz=val_imgsz, batch_size=batch_size // WORLD_SIZE * 2, stride=stride,
+                    single_cls=opt.single_cls, cache=None if opt.noval else opt.cache, rect=True, rank=-1,
+                    workers=opt.workers * 2, pad=0.5, prefix=colorstr("val: "), nc=nc)
+
+    def build_val_loader():  # unaugmented, so any hyp gives the same batches
+        return replayable(create_dataloader(**val_args, hyp=hyp, datasets=datasets)[0])
+
+    if cache is None:
+        return train_loader, dataset, build_val_loader()
+    return train_loader, dataset, cache.val_loader(repr(sorted(val_args.items())), build_val_loader)
 
 
 class CompiledForward:

@@ -15,16 +15,18 @@ from utils.evolve.prune import CandidatePruned
 STOP, WAIT = "stop", "wait"
 
 
-def train_candidate(train_fn, hyp, opt, device, reporter=None):
+def train_candidate(train_fn, hyp, opt, device, reporter=None, cache=None):
     """Train one candidate: its 7 results, or the CandidatePruned that stopped it at a rung.
 
     reporter: a prune.RungReporter (or None: no pruning): train() validates at its rungs and calls it after each epoch.
+    cache: the reuse.TrainingCache of this process, passed to train_fn(hyp, opt, device, callbacks, cache).
     """
-    if reporter is None:
-        return tuple(train_fn(hyp, opt, device))
-    opt.val_epochs = list(reporter.rungs)
+    callbacks = None
+    if reporter is not None:
+        opt.val_epochs = list(reporter.rungs)
+        callbacks = {"on_fit_epoch_end": reporter}
     try:
-        return tuple(train_fn(hyp, opt, device, {"on_fit_epoch_end": reporter}))
+        return tuple(train_fn(hyp, opt, device, callbacks, cache))
     except CandidatePruned as pruned:
         return pruned
 

@@ -13,11 +13,9 @@ must reach (a shared mount). Each worker process keeps its datasets scanned and 
 local process does. Ray is optional: pip install "ray[default]".
 """
 
-import contextlib
 import time
 from pathlib import Path
 
-from utils.dataloaders import reuse_datasets
 from utils.dataset_config import check_dataset
 from utils.downloads import attempt_download
 from utils.errors import USER_ERRORS, NonFiniteLossError
@@ -26,6 +24,7 @@ from utils.evolve.prune import CandidatePruned, RungJudge, RungReporter
 from utils.files import ROOT
 from utils.log import LOGGER, colorstr
 from utils.memory import release_memory
+from utils.reuse import TrainingCache
 
 PREFIX = colorstr("evolve: ")
 TASK_RETRIES = 3  # runs of a task lost with its worker or node (not of one whose training raised)
@@ -33,7 +32,7 @@ FAILURES_IN_A_ROW = 5  # candidates failing one after another: something is wron
 # the checkout travels to every node; what a run writes or loads by absolute path does not
 WORKING_DIR_EXCLUDES = [".git", "runs", "**/__pycache__", "*.pt", "*.onnx", "*.torchscript", "*_openvino_model",
                         "*.cache", ".venv", "*.egg-info"]
-_worker_datasets = None  # in a Ray worker process: its reuse_datasets() block, opened by its first candidate
+_worker_cache = None  # in a Ray worker process: the reuse.TrainingCache its candidates share
 
 
 def import_ray():
@@ -46,12 +45,12 @@ def import_ray():
     return ray
 
 
-def _keep_worker_datasets():
-    """Open reuse_datasets() once per worker process and keep it open: its candidates scan and cache the data once."""
-    global _worker_datasets
-    if _worker_datasets is None:
-        _worker_datasets = contextlib.ExitStack()
-        _worker_datasets.enter_context(reuse_datasets())
+def _worker_training_cache():
+    """This worker process's TrainingCache, made by its first candidate: its candidates scan and cache the data once."""
+    global _worker_cache
+    if _worker_cache is None:
+        _worker_cache = TrainingCache()
+    return _worker_cache
 
 
 def _train_task(train_fn, hyp, opt, reporter):
@@ -62,10 +61,10 @@ def _train_task(train_fn, hyp, opt, reporter):
     import ray
     import torch
 
-    _keep_worker_datasets()
     on_gpu = bool(ray.get_gpu_ids()) and torch.cuda.is_available()
     opt.device = "0" if on_gpu else "cpu"
-    outcome = train_candidate(train_fn, hyp, opt, torch.device("cuda:0" if on_gpu else "cpu"), reporter)
+    device = torch.device("cuda:0" if on_gpu else "cpu")
+    outcome = train_candidate(train_fn, hyp, opt, device, reporter, _worker_training_cache())
     return outcome if isinstance(outcome, CandidatePruned) else tuple(float(x) for x in outcome[:7])
 
 

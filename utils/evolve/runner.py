@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 
-from utils.dataloaders import reuse_datasets
 from utils.evolve.claims import DEFAULT_GRACE_MIN
 from utils.evolve.jobs import STOP, WAIT, finish_candidate, train_candidate
 from utils.evolve.meta import METRIC_KEYS, evolution_space, fitness, unknown_keys
@@ -35,6 +34,7 @@ from utils.files import ROOT
 from utils.hyp import load_hyp
 from utils.log import LOGGER, colorstr
 from utils.memory import release_memory
+from utils.reuse import TrainingCache
 
 PREFIX = colorstr("evolve: ")
 
@@ -89,7 +89,7 @@ class Evolution:
         generations = getattr(opt, "evolve", None)
         if not isinstance(generations, int) or generations < 1:
             raise ValueError(f"--evolve takes a positive number of generations, got {generations!r}")
-        self.opt = opt
+        self.opt = opt = copy.copy(opt)  # the caller's options stay as they were
         self.folder = evolve_folder(opt)
         self.folder.mkdir(parents=True, exist_ok=True)
         opt.noval, opt.nosave, opt.save_dir = True, True, str(self.folder)  # validate and save only the final epoch
@@ -220,8 +220,11 @@ class Evolution:
                     f"Usage example: $ python train.py --hyp {self.store.yaml}")
 
 
-def run_local(source, device, train_fn, poll_s=5.0):
-    """Train the source's candidates one after another in this process until it says STOP."""
+def run_local(source, device, train_fn, poll_s=5.0, cache=None):
+    """Train the source's candidates one after another in this process until it says STOP.
+
+    cache: the reuse.TrainingCache its trainings share (a new one when None)."""
+    cache = TrainingCache() if cache is None else cache
     with source.progress():
         while True:
             step = source.next_candidate()
@@ -233,7 +236,7 @@ def run_local(source, device, train_fn, poll_s=5.0):
             hyp, ticket = step
             try:
                 reporter = RungReporter(source.judge, ticket, hyp) if source.judge else None
-                outcome = train_candidate(train_fn, dict(hyp), source.candidate_opt(ticket), device, reporter)
+                outcome = train_candidate(train_fn, dict(hyp), source.candidate_opt(ticket), device, reporter, cache)
             except BaseException:
                 source.release(ticket)
                 raise
@@ -246,8 +249,9 @@ def run_evolution(opt, device, train_fn, poll_s=5.0):
     """Evolve hyps as `--evolve N` asks (method, Ray, shared folder from opt), then verify with --evolve-verify K.
 
     Returns the candidates this process trained, pruned ones included (verification trainings are not in N).
-    train_fn(hyp, opt, device[, callbacks]) -> (P, R, mAP@0.5, mAP@0.5:0.95, val box, obj, cls losses); with
-    --evolve-prune it gets train()'s callbacks and opt.val_epochs, and a callback may raise prune.CandidatePruned.
+    train_fn(hyp, opt, device, callbacks, cache) -> (P, R, mAP@0.5, mAP@0.5:0.95, val box, obj, cls losses), as
+    train.train: callbacks is None unless --evolve-prune (then opt.val_epochs is set too, and a callback may raise
+    prune.CandidatePruned); cache is the reuse.TrainingCache that the process's trainings share.
     """
     evolution = Evolution(opt)
     verify = int(getattr(opt, "evolve_verify", 0) or 0)
@@ -260,9 +264,10 @@ def run_evolution(opt, device, train_fn, poll_s=5.0):
         def run(source):
             run_on_ray(source, device, train_fn, address=getattr(opt, "ray_address", None), poll_s=poll_s)
     else:
+        cache = TrainingCache()
+
         def run(source):
-            with reuse_datasets():
-                run_local(source, device, train_fn, poll_s)
+            run_local(source, device, train_fn, poll_s, cache)
 
     try:
         run(evolution)
