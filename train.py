@@ -49,10 +49,10 @@ from utils.precision import select_precision
 from utils.results import ResultsWriter
 from utils.sampling import labels_to_class_weights, resample_image_weights
 from utils.schedule import lr_lambda, scaled_weight_decay, warmup_iterations
-from utils.train_checkpoints import finish_checkpoints, make_checkpoint, restore_training_state, save_run_checkpoints
-from utils.train_loop import EarlyStopping, EpochRunner
-from utils.train_options import add_legacy_arguments, apply_legacy_flags, check_train_options
-from utils.train_setup import (
+from utils.train.checkpoints import finish_checkpoints, make_checkpoint, restore_training_state, save_run_checkpoints
+from utils.train.loop import EarlyStopping, EpochRunner
+from utils.train.options import add_legacy_arguments, apply_legacy_flags, check_train_options
+from utils.train.setup import (
     build_dataloaders,
     build_model,
     compiled_forward,

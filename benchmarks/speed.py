@@ -60,8 +60,8 @@ from utils.model_utils import check_img_size  # noqa: E402
 from utils.optim import smart_optimizer  # noqa: E402
 from utils.precision import Precision, select_precision  # noqa: E402
 from utils.schedule import scaled_weight_decay  # noqa: E402
-from utils.train_loop import EpochRunner  # noqa: E402
-from utils.train_setup import build_model, compiled_forward  # noqa: E402
+from utils.train.loop import EpochRunner  # noqa: E402
+from utils.train.setup import build_model, compiled_forward  # noqa: E402
 
 MODES = ("amp", "fp32")
 TASKS = ("train", "val", "infer")

@@ -8,7 +8,7 @@ from torch import nn
 
 from utils.ema import ModelEMA
 from utils.precision import Precision
-from utils.train_loop import EarlyStopping, EpochRunner, NonFiniteLossError, multi_scale
+from utils.train.loop import EarlyStopping, EpochRunner, NonFiniteLossError, multi_scale
 
 HYP = {"warmup_bias_lr": 0.1, "warmup_momentum": 0.8, "momentum": 0.937}
 
