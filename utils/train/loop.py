@@ -132,7 +132,7 @@ class EpochRunner:
 
     def run(self, loader, epoch, checkpoint_hint=""):
         """Train one epoch over `loader`; returns the mean (box, obj, cls) losses. Raises NonFiniteLossError."""
-        num_batches = len(loader)
+        num_batches, settings = len(loader), self.settings
         if hasattr(loader, "sampler") and hasattr(loader.sampler, "set_epoch"):
             loader.sampler.set_epoch(epoch)
         mean_loss = torch.zeros(3, device=self.device)
@@ -150,7 +150,6 @@ class EpochRunner:
             images = images.to(self.precision.input_dtype).div_(255)  # .to() copied the uint8 batch
             targets = targets.to(self.device)
 
-            settings = self.settings
             accumulate = accumulate_steps(iteration, settings.warmup_iters, settings.batch_size)
             if iteration <= settings.warmup_iters:
                 apply_warmup(self.optimizer, iteration, settings.warmup_iters, self.lr_lambda(epoch),
@@ -177,7 +176,7 @@ class EpochRunner:
             if self.verbose:
                 memory = torch.cuda.memory_reserved() / 1e9 if torch.cuda.is_available() else 0
                 batches.set_description(("%11s" * 2 + "%11.4g" * 5) % (
-                    f"{epoch}/{self.settings.epochs - 1}", f"{memory:.3g}G", *mean_loss, targets.shape[0], images.shape[-1]))
+                    f"{epoch}/{settings.epochs - 1}", f"{memory:.3g}G", *mean_loss, targets.shape[0], images.shape[-1]))
             if self.on_batch_end is not None:
                 self.on_batch_end(epoch, i, iteration, images, targets, paths)
             if self.threads is not None:
