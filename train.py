@@ -10,6 +10,7 @@ Usage:
 import argparse
 import logging
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +20,8 @@ from torch.optim import lr_scheduler
 
 import val as validate
 from models.experimental import attempt_load
-from utils.autoanchor import check_anchors
-from utils.autobatch import check_train_batch_size
 from utils.cli import ArgumentParser, run_cli
 from utils.coco import validates_on_coco
-from utils.dataset_config import check_dataset
 from utils.device import select_device
 from utils.distributed import (
     LOCAL_RANK,
@@ -32,7 +30,6 @@ from utils.distributed import (
     init_distributed,
     is_main,
     teardown_distributed,
-    torch_distributed_zero_first,
     wrap_parallel,
 )
 from utils.ema import ModelEMA, de_parallel
@@ -41,27 +38,23 @@ from utils.files import ROOT
 from utils.hyp import load_hyp, scale_hyp_to_model
 from utils.log import LOGGER, colorstr
 from utils.loss import ComputeLoss
-from utils.metrics import fitness
-from utils.model_utils import check_img_size
 from utils.optim import OPTIMIZERS, smart_optimizer
 from utils.plots import plot_images, plot_labels, plot_results
-from utils.precision import select_precision
-from utils.results import ResultsWriter
 from utils.sampling import labels_to_class_weights, resample_image_weights
 from utils.schedule import lr_lambda, scaled_weight_decay, warmup_iterations
-from utils.train_checkpoints import finish_checkpoints, make_checkpoint, restore_training_state, save_run_checkpoints
-from utils.train_loop import EarlyStopping, EpochRunner
-from utils.train_options import add_legacy_arguments, apply_legacy_flags, check_train_options
-from utils.train_setup import (
+from utils.train.checkpoints import finish_checkpoints, restore_training_state
+from utils.train.epoch_end import EpochEnd
+from utils.train.loop import EpochRunner, EpochSettings
+from utils.train.options import add_legacy_arguments, apply_legacy_flags, check_train_options
+from utils.train.setup import (
     build_dataloaders,
     build_model,
     compiled_forward,
-    freeze_layers,
-    init_seeds,
-    prepare_run_folder,
+    fit_run_to_model,
+    read_dataset,
+    settle_anchors,
+    start_run,
 )
-
-EMA_ATTRIBUTES = ["yaml", "nc", "hyp", "names", "stride", "class_weights"]
 
 
 def train(hyp, opt, device, callbacks=None, cache=None):
@@ -73,138 +66,112 @@ def train(hyp, opt, device, callbacks=None, cache=None):
     under --noval besides the last one. cache: a reuse.TrainingCache shared by successive trainings in this process
     (the --evolve loops pass one): datasets, the built model and the val batches are reused, not rebuilt.
     """
-    callbacks = callbacks or {}
-    save_dir, epochs, batch_size = Path(opt.save_dir), opt.epochs, opt.batch_size
-    resume, noval, nosave, evolve = opt.resume, opt.noval, opt.nosave, opt.evolve
-    val_epochs = set(getattr(opt, "val_epochs", None) or ())
-    plots = not evolve and not opt.noplots
-    verbose = not evolve  # an evolution logs one line per generation, not every batch
+    callbacks, save_dir = callbacks or {}, Path(opt.save_dir)
+    plots, verbose = not opt.evolve and not opt.noplots, not opt.evolve  # an evolution logs a line per generation
 
-    # ---- Directories, hyperparameters, seeds
+    # ---- Run folder, hyperparameters, seeds
     hyp = load_hyp(hyp)
-    if verbose:
-        LOGGER.info(colorstr("hyperparameters: ") + ", ".join(f"{k}={v}" for k, v in hyp.items()))
-    opt.hyp = dict(hyp)  # opt.yaml and checkpoints carry the hyps themselves, so a resume needs no hyp file
-    weights_dir, last, best = prepare_run_folder(save_dir, hyp, opt)
-    init_seeds(opt.seed + 1 + RANK, deterministic=True)
+    weights_dir, last, best = start_run(hyp, opt, verbose)
 
-    # ---- Dataset description
-    with torch_distributed_zero_first(LOCAL_RANK):
-        data_dict = check_dataset(opt.data)
-    nc = 1 if opt.single_cls else int(data_dict["nc"])
-    names = {0: "item"} if opt.single_cls and len(data_dict["names"]) != 1 else data_dict["names"]
+    # ---- Data: classes and names
+    data_dict, nc, names = read_dataset(opt)
 
-    # ---- Model
-    model, ckpt = build_model(opt, hyp, nc, device, resume, cache)
-    freeze_layers(model, opt.freeze)
-    stride = max(int(model.stride.max()), 32)
-    imgsz = check_img_size(opt.imgsz, stride, floor=stride * 2)
-    if batch_size == -1:  # AutoBatch: one process only (main refuses it under DDP)
-        batch_size = opt.batch_size = check_train_batch_size(model, imgsz, amp=opt.amp)
-    precision = select_precision(device, amp=opt.amp)
-    precision.model(model)
-    LOGGER.info(f"{colorstr('precision: ')}{precision.name}{', channels_last' if precision.channels_last else ''}")
+    # ---- Model: from --cfg or --weights; image size, batch size and precision fitted to it
+    model, ckpt = build_model(opt, hyp, nc, device, opt.resume, cache)
+    imgsz, stride, batch_size, precision = fit_run_to_model(model, opt, device)
 
     # ---- Optimizer: gradients accumulate to a nominal batch of 64
     weight_decay = scaled_weight_decay(hyp["weight_decay"], batch_size)
     optimizer = smart_optimizer(model, opt.optimizer, hyp["lr0"], hyp["momentum"], weight_decay)
 
     # ---- Schedule, EMA, resume
-    lf = lr_lambda(hyp["lrf"], epochs, opt.cos_lr)
+    lf = lr_lambda(hyp["lrf"], opt.epochs, opt.cos_lr)
     scheduler = lr_scheduler.LambdaLR(optimizer, lr_lambda=lf)
     ema = ModelEMA(model) if is_main() else None
-    best_fitness, start_epoch = 0.0, 0
-    if ckpt is not None and resume:
+    best_fitness, start_epoch, epochs = 0.0, 0, opt.epochs
+    if ckpt is not None and opt.resume:
         best_fitness, start_epoch, epochs = restore_training_state(ckpt, optimizer, ema, opt.weights, epochs)
     del ckpt
 
-    # ---- Data
+    # ---- Data loaders, anchors fitted to the labels
     train_loader, dataset, val_loader = build_dataloaders(opt, data_dict, hyp, imgsz, batch_size, stride, nc, cache)
-    if is_main() and not resume:
-        if not opt.noautoanchor:
-            check_anchors(dataset, model=model, thr=hyp["anchor_t"], imgsz=imgsz)
-        model.half().float()  # anchors at fp16 precision, as a saved checkpoint will hold them
+    if is_main() and not opt.resume:
+        settle_anchors(model, dataset, not opt.noautoanchor, hyp["anchor_t"], imgsz)
         if plots:
             plot_labels(np.concatenate(dataset.labels, 0), names, save_dir)
     # wrapped after autoanchor, so that DDP broadcasts rank 0's anchors to every rank
     forward = compiled_forward(wrap_parallel(model, device, opt.sync_bn), opt.compile)
 
-    # ---- Model attributes scaled to this model and image size
-    num_layers = de_parallel(model).model[-1].nl
-    hyp = scale_hyp_to_model(hyp, num_layers, nc, imgsz, opt.label_smoothing)
-    model.nc, model.hyp, model.names = nc, hyp, names
+    # ---- Model attributes: the loss reads model.hyp, its gains scaled to this model and image size
+    scaled_hyp = scale_hyp_to_model(hyp, de_parallel(model).model[-1].nl, nc, imgsz, opt.label_smoothing)
+    model.nc, model.hyp, model.names = nc, scaled_hyp, names
     model.class_weights = labels_to_class_weights(dataset.labels, nc).to(device) * nc
 
-    # ---- Training loop
-    num_batches = len(train_loader)
-    warmup_iters = warmup_iterations(hyp["warmup_epochs"], num_batches)
+    # ---- Loop: train each epoch; the main process validates, logs and saves it
     scheduler.last_epoch = start_epoch - 1  # the LR schedule continues where a resumed run stopped
-    stopper, stop = EarlyStopping(patience=opt.patience), False
     compute_loss = ComputeLoss(model)
-    maps, results = np.zeros(nc), (0.0,) * 7
-    writer = ResultsWriter(save_dir, tensorboard=verbose) if is_main() else None
-    if writer:
-        writer.truncate(start_epoch - 1)  # on resume, rows written after the checkpoint would repeat epochs
-    runner = EpochRunner(forward, model, optimizer, ema, compute_loss, precision, hyp, opt, device, imgsz, stride,
-                         warmup_iters, lf, epochs, batch_size, verbose=verbose,
+    validate_run = partial(validate.run, data_dict, batch_size=batch_size // WORLD_SIZE * 2, imgsz=imgsz,
+                           amp=opt.amp, single_cls=opt.single_cls, dataloader=val_loader, save_dir=save_dir,
+                           compute_loss=compute_loss)
+    epoch_end = EpochEnd(opt, partial(validate_run, plots=False, verbose=False), model, ema, optimizer, weights_dir,
+                         epochs, start_epoch, best_fitness, callbacks.get("on_fit_epoch_end")) if is_main() else None
+    settings = EpochSettings.from_options(
+        opt, scaled_hyp, epochs=epochs, batch_size=batch_size, imgsz=imgsz, stride=stride, verbose=verbose,
+        warmup_iters=warmup_iterations(scaled_hyp["warmup_epochs"], len(train_loader)))
+    runner = EpochRunner(forward, model, optimizer, ema, compute_loss, precision, settings, lf, device,
                          on_batch_end=_batch_end_hook(save_dir, names, plots, callbacks))
     LOGGER.info(f"Image sizes {imgsz} train, {getattr(opt, 'val_imgsz', None) or imgsz} val\n"
                 f"Using {train_loader.num_workers * WORLD_SIZE} dataloader workers\n"
                 f"Logging results to {colorstr('bold', save_dir)}\nStarting training for {epochs} epochs...")
-    t0, epoch = time.time(), start_epoch - 1
-    try:
-        for epoch in range(start_epoch, epochs):
-            model.train()
-            if opt.image_weights:
-                resample_image_weights(dataset, model.class_weights, maps, nc)
-            hint = f"The last good checkpoint is {last}. " if last.exists() else ""
-            mean_loss = runner.run(train_loader, epoch, checkpoint_hint=hint)
-            lrs = [group["lr"] for group in optimizer.param_groups]
-            scheduler.step()
+    start_time = time.time()
+    epochs_run = _train_epochs(runner, epoch_end, scheduler, train_loader, dataset, opt.image_weights, last,
+                               start_epoch)
+    results = epoch_end.results if epoch_end else (0.0,) * 7
 
-            if is_main():  # validate, log and save
-                final_epoch = epoch + 1 == epochs or stopper.possible_stop
-                ema.update_attr(model, include=EMA_ATTRIBUTES)
-                if not noval or final_epoch or epoch + 1 in val_epochs:
-                    results, maps, _ = validate.run(
-                        data_dict, batch_size=batch_size // WORLD_SIZE * 2, imgsz=imgsz, amp=opt.amp,
-                        model=ema.ema, single_cls=opt.single_cls, dataloader=val_loader, save_dir=save_dir,
-                        plots=False, compute_loss=compute_loss, verbose=False)
-                fi = float(fitness(np.array(results).reshape(1, -1))[0])
-                stop = stopper(epoch=epoch, fitness=fi)
-                is_best, best_fitness = fi >= best_fitness, max(best_fitness, fi)
-                row = list(mean_loss) + list(results) + lrs
-                writer.log(epoch, row)
-                if "on_fit_epoch_end" in callbacks:
-                    callbacks["on_fit_epoch_end"](epoch, row)
-                if not nosave or (final_epoch and not evolve):
-                    ckpt = make_checkpoint(epoch, best_fitness, model, ema, optimizer, opt)
-                    save_run_checkpoints(ckpt, weights_dir, is_best, epoch, opt.save_period)
-                    del ckpt
-            if _broadcast_stop(stop):
-                break
-    finally:
-        if writer:
-            writer.close()
-
-    # ---- End: validate best.pt with plots, strip optimizers
+    # ---- Save: strip the optimizers, validate best.pt with plots
     if is_main():
-        LOGGER.info(f"\n{epoch - start_epoch + 1} epochs completed in {(time.time() - t0) / 3600:.3f} hours.")
-        finish_checkpoints(last, best)
-        if best.exists():
-            LOGGER.info(f"\nValidating {best}...")
-            is_coco = validates_on_coco(data_dict)
-            results, _, _ = validate.run(
-                data_dict, batch_size=batch_size // WORLD_SIZE * 2, imgsz=imgsz, amp=opt.amp,
-                model=attempt_load(best, device), iou_thres=0.65 if is_coco else 0.60, single_cls=opt.single_cls,
-                dataloader=val_loader, save_dir=save_dir, save_json=is_coco, verbose=True, plots=plots,
-                compute_loss=compute_loss)
-        if plots:
-            plot_results(file=save_dir / "results.csv")
-        LOGGER.info(f"Results saved to {colorstr('bold', save_dir)}")
+        LOGGER.info(f"\n{epochs_run} epochs completed in {(time.time() - start_time) / 3600:.3f} hours.")
+        results = _finish(validate_run, data_dict, last, best, device, save_dir, plots, results)
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     return tuple(float(x) for x in results)
+
+
+def _train_epochs(runner, epoch_end, scheduler, train_loader, dataset, image_weights, last, start_epoch):
+    """Epochs start_epoch.. of the run, each followed by epoch_end (main process, else None) until early stopping.
+    Returns the number of epochs run."""
+    model, epoch = runner.model, start_epoch - 1
+    try:
+        for epoch in range(start_epoch, runner.settings.epochs):
+            model.train()
+            if image_weights:  # one process only (main refuses it under DDP), so epoch_end is there
+                resample_image_weights(dataset, model.class_weights, epoch_end.maps, model.nc)
+            hint = f"The last good checkpoint is {last}. " if last.exists() else ""
+            mean_loss = runner.run(train_loader, epoch, checkpoint_hint=hint)
+            lrs = [group["lr"] for group in runner.optimizer.param_groups]
+            scheduler.step()
+            stop = epoch_end(epoch, mean_loss, lrs) if epoch_end else False
+            if _broadcast_stop(stop):
+                break
+    finally:
+        if epoch_end:
+            epoch_end.close()
+    return epoch - start_epoch + 1
+
+
+def _finish(validate_run, data_dict, last, best, device, save_dir, plots, results):
+    """Strip the optimizers from last.pt and best.pt, validate best.pt (COCO: YOLOv5's IoU 0.65 and a JSON of
+    predictions) and plot results.csv. Returns best.pt's results, or `results` (the last epoch's) without a best.pt."""
+    finish_checkpoints(last, best)
+    if best.exists():
+        LOGGER.info(f"\nValidating {best}...")
+        is_coco = validates_on_coco(data_dict)
+        results, _, _ = validate_run(model=attempt_load(best, device), iou_thres=0.65 if is_coco else 0.60,
+                                     save_json=is_coco, verbose=True, plots=plots)
+    if plots:
+        plot_results(file=save_dir / "results.csv")
+    LOGGER.info(f"Results saved to {colorstr('bold', save_dir)}")
+    return results
 
 
 def quiet_train(hyp, opt, device, callbacks=None, cache=None):

@@ -60,8 +60,8 @@ from utils.model_utils import check_img_size  # noqa: E402
 from utils.optim import smart_optimizer  # noqa: E402
 from utils.precision import Precision, select_precision  # noqa: E402
 from utils.schedule import scaled_weight_decay  # noqa: E402
-from utils.train_loop import EpochRunner  # noqa: E402
-from utils.train_setup import build_model, compiled_forward  # noqa: E402
+from utils.train.loop import EpochRunner, EpochSettings  # noqa: E402
+from utils.train.setup import build_model, compiled_forward  # noqa: E402
 
 MODES = ("amp", "fp32")
 TASKS = ("train", "val", "infer")
@@ -141,10 +141,12 @@ class Trainer:
         model.nc, model.names = nc, data["names"]
         model.hyp = scale_hyp_to_model(hyp, model.model[-1].nl, nc, opt.img)
         forward = compiled_forward(model, opt.compile and precision.enabled)
-        self.runner = EpochRunner(forward, model, optimizer, ModelEMA(model), ComputeLoss(model), precision,
-                                  model.hyp, Namespace(quad=False, multi_scale=False), device, opt.img, stride,
-                                  warmup_iters=-1, lr_lambda=lambda epoch: 1.0, epochs=1, batch_size=opt.batch,
-                                  verbose=False, on_batch_end=lambda *args: self.ends.append(time.perf_counter()))
+        settings = EpochSettings.from_options(Namespace(quad=False, multi_scale=False), model.hyp, epochs=1,
+                                              batch_size=opt.batch, imgsz=opt.img, stride=stride, warmup_iters=-1,
+                                              verbose=False)
+        self.runner = EpochRunner(forward, model, optimizer, ModelEMA(model), ComputeLoss(model), precision, settings,
+                                  lr_lambda=lambda epoch: 1.0, device=device,
+                                  on_batch_end=lambda *args: self.ends.append(time.perf_counter()))
         self.model, self.epoch, self.ends = model, 0, []
 
     def run(self, batches, n, timed):

@@ -7,7 +7,7 @@ import yaml
 
 from models.yolo import DetectionModel, ModelConfigError, parse_model
 from utils.files import ROOT
-from utils.train_options import find_file
+from utils.train.options import find_file
 
 # Parameters for nc=80. Pinned from YOLOv5 v7 (issue 18): yolov5n6, -p2, -bifpn, s6, -p7, s-ghost, s-transformer,
 # yolov3-tiny. The rest come from the same code; m6/l6/x6/yolov3/yolov3-spp agree with YOLOv5's published sizes.

@@ -15,7 +15,7 @@ import yaml
 import train
 from utils.files import ROOT
 from utils.results import read_rows
-from utils.train_loop import NonFiniteLossError
+from utils.train.loop import NonFiniteLossError
 
 TINY = dict(cfg="yolov5n.yaml", weights="", imgsz=64, batch_size=8, workers=0, device="cpu", noplots=True,
             hyp=str(ROOT / "data/hyps/hyp.scratch-low.yaml"))

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from utils.ema import ModelEMA
-from utils.train_checkpoints import make_checkpoint, restore_training_state
-from utils.train_options import ResumeError
+from utils.train.checkpoints import make_checkpoint, restore_training_state
+from utils.train.options import ResumeError
 
 
 def parts():

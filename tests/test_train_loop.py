@@ -1,6 +1,7 @@
 """EpochRunner on a tiny model: optimizer steps under accumulation, EMA updates, non-finite loss handling."""
 
 import argparse
+import dataclasses
 
 import pytest
 import torch
@@ -8,7 +9,7 @@ from torch import nn
 
 from utils.ema import ModelEMA
 from utils.precision import Precision
-from utils.train_loop import EarlyStopping, EpochRunner, NonFiniteLossError, multi_scale
+from utils.train.loop import EarlyStopping, EpochRunner, EpochSettings, NonFiniteLossError, multi_scale
 
 HYP = {"warmup_bias_lr": 0.1, "warmup_momentum": 0.8, "momentum": 0.937}
 
@@ -28,7 +29,7 @@ def loader(n=8, bs=2, size=32):
              [f"im{i}.jpg"] * bs, None) for i in range(n)]
 
 
-def make_runner(loss_fn, precision=None, warmup_iters=1, batch_size=16, multi_scale=False):
+def make_runner(loss_fn, precision=None, warmup_iters=1, batch_size=16, multi_scale=False, quad=False):
     torch.manual_seed(0)
     model = Tiny()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
@@ -37,15 +38,35 @@ def make_runner(loss_fn, precision=None, warmup_iters=1, batch_size=16, multi_sc
     steps = []
     step = optimizer.step
     optimizer.step = lambda *a, **k: (steps.append(1), step(*a, **k))[1]
-    opt = argparse.Namespace(quad=False, multi_scale=multi_scale)
-    runner = EpochRunner(model, model, optimizer, ModelEMA(model), loss_fn, precision or Precision("cpu"), HYP, opt,
-                         torch.device("cpu"), 32, 32, warmup_iters, lambda e: 1.0, 3, batch_size, verbose=False)
+    opt = argparse.Namespace(quad=quad, multi_scale=multi_scale)
+    settings = EpochSettings.from_options(opt, HYP, epochs=3, batch_size=batch_size, imgsz=32, stride=32,
+                                          warmup_iters=warmup_iters, verbose=False)
+    runner = EpochRunner(model, model, optimizer, ModelEMA(model), loss_fn, precision or Precision("cpu"), settings,
+                         lambda e: 1.0, torch.device("cpu"))
     return runner, steps
 
 
 def square_loss(pred, targets):
     loss = pred[0].float().pow(2).mean()
     return loss, torch.stack([loss.detach()] * 3)
+
+
+def test_settings_from_options():
+    opt = argparse.Namespace(quad=1, multi_scale=0, epochs=99, hyp="ignored.yaml")
+    settings = EpochSettings.from_options(opt, {**HYP, "lr0": 0.01, "warmup_epochs": 3.0}, epochs=5, batch_size=8,
+                                          imgsz=64, stride=32, warmup_iters=100)
+    assert (settings.epochs, settings.batch_size, settings.imgsz, settings.stride) == (5, 8, 64, 32)
+    assert (settings.warmup_iters, settings.quad, settings.multi_scale, settings.verbose) == (100, True, False, True)
+    assert settings.warmup_hyp == HYP
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.epochs = 6
+
+
+@pytest.mark.parametrize("quad, factor", [(False, 1.0), (True, 4.0)])
+def test_quad_loss_counts_four_times(quad, factor):
+    runner, _ = make_runner(square_loss, quad=quad)
+    loss, items = runner._loss(torch.rand(2, 3, 32, 32), torch.zeros(1, 6))
+    assert loss.item() == pytest.approx(factor * items[0].item())
 
 
 @pytest.mark.parametrize("epoch, batch_size, expected_steps", [

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from utils.files import ROOT
-from utils.train_options import (
+from utils.train.options import (
     ResumeError,
     apply_legacy_flags,
     check_train_options,

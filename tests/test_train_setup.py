@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from utils.train_setup import freeze_layers, init_seeds
+from utils.train.setup import freeze_layers, init_seeds
 
 
 @pytest.mark.parametrize("freeze, frozen", [([0], []), ([2], ["model.0.weight", "model.1.weight"]),

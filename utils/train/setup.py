@@ -1,4 +1,5 @@
-"""Building what one training run needs: its folder, seeds, model (frozen layers, compiled forward) and data loaders.
+"""Building what one training run needs: its folder, seeds, dataset description, model (frozen layers, image and
+batch size, precision, anchors, compiled forward) and data loaders.
 
 Image sizes live in utils/model_utils.py, class and image weights in utils/sampling.py, the hyp scaling in
 utils/hyp.py and the DDP wrapper in utils/distributed.py."""
@@ -12,14 +13,38 @@ import torch
 import yaml
 
 from models.yolo import Model
+from utils.autoanchor import check_anchors
+from utils.autobatch import check_train_batch_size
 from utils.checkpoint import load_checkpoint
 from utils.dataloaders import create_dataloader
-from utils.distributed import LOCAL_RANK, WORLD_SIZE, is_main, torch_distributed_zero_first
+from utils.dataset_config import check_dataset
+from utils.distributed import LOCAL_RANK, RANK, WORLD_SIZE, is_main, torch_distributed_zero_first
 from utils.downloads import attempt_download
 from utils.files import atomic_write_text
 from utils.log import LOGGER, colorstr
-from utils.model_utils import intersect_dicts
+from utils.model_utils import check_img_size, intersect_dicts
+from utils.precision import select_precision
 from utils.reuse import replayable
+
+
+def start_run(hyp, opt, verbose=True):
+    """Log the hyps, keep them in opt.hyp (opt.yaml and checkpoints carry them, so a resume needs no hyp file), write
+    the run folder and seed every generator. Returns (weights dir, last.pt, best.pt)."""
+    if verbose:
+        LOGGER.info(colorstr("hyperparameters: ") + ", ".join(f"{k}={v}" for k, v in hyp.items()))
+    opt.hyp = dict(hyp)
+    paths = prepare_run_folder(opt.save_dir, hyp, opt)
+    init_seeds(opt.seed + 1 + RANK, deterministic=True)
+    return paths
+
+
+def read_dataset(opt):
+    """(data dict, nc, names) of --data; --single-cls trains one class, named 'item' unless the dataset names one."""
+    with torch_distributed_zero_first(LOCAL_RANK):
+        data_dict = check_dataset(opt.data)
+    nc = 1 if opt.single_cls else int(data_dict["nc"])
+    names = {0: "item"} if opt.single_cls and len(data_dict["names"]) != 1 else data_dict["names"]
+    return data_dict, nc, names
 
 
 def prepare_run_folder(save_dir, hyp, opt):
@@ -92,6 +117,29 @@ def freeze_layers(model, freeze):
         if any(prefix in name for prefix in prefixes):
             LOGGER.info(f"freezing {name}")
             p.requires_grad = False
+
+
+def fit_run_to_model(model, opt, device):
+    """Freeze the --freeze layers, round the image size to the model's stride, run AutoBatch for --batch-size -1
+    (setting opt.batch_size) and put the model in the device's precision. Returns (imgsz, stride, batch size,
+    precision)."""
+    freeze_layers(model, opt.freeze)
+    stride = max(int(model.stride.max()), 32)
+    imgsz = check_img_size(opt.imgsz, stride, floor=stride * 2)
+    if opt.batch_size == -1:  # AutoBatch: one process only (main refuses it under DDP)
+        opt.batch_size = check_train_batch_size(model, imgsz, amp=opt.amp)
+    precision = select_precision(device, amp=opt.amp)
+    precision.model(model)
+    LOGGER.info(f"{colorstr('precision: ')}{precision.name}{', channels_last' if precision.channels_last else ''}")
+    return imgsz, stride, opt.batch_size, precision
+
+
+def settle_anchors(model, dataset, autoanchor, anchor_t, imgsz):
+    """A new run's anchors: AutoAnchor's check (unless --noautoanchor), then rounded to fp16 as a checkpoint will hold
+    them."""
+    if autoanchor:
+        check_anchors(dataset, model=model, thr=anchor_t, imgsz=imgsz)
+    model.half().float()
 
 
 def build_dataloaders(opt, data_dict, hyp, imgsz, batch_size, stride, nc, cache=None):

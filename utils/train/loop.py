@@ -3,6 +3,7 @@
 import math
 import random
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -61,26 +62,57 @@ def _all_finite(loss):
     return bool(finite.item())
 
 
+@dataclass(frozen=True)
+class EpochSettings:
+    """What EpochRunner reads from the options and hyperparameters, built by from_options."""
+
+    epochs: int  # the run's total, for the progress bar
+    batch_size: int  # over all ranks: gradients accumulate from it to the nominal batch of 64
+    imgsz: int
+    stride: int  # --multi-scale sizes are multiples of it
+    warmup_iters: int  # iterations 0..warmup_iters warm up (-1: none)
+    warmup_bias_lr: float
+    warmup_momentum: float
+    momentum: float
+    multi_scale: bool = False
+    quad: bool = False  # --quad collates every 4 images into one: the loss counts 4 times, as in YOLOv5
+    verbose: bool = True  # epoch header and progress bar (in the main process)
+
+    @classmethod
+    def from_options(cls, opt, hyp, *, epochs, batch_size, imgsz, stride, warmup_iters, verbose=True):
+        """The settings of a run: opt.multi_scale, opt.quad and hyp's warmup values, with the run's sizes."""
+        return cls(epochs=epochs, batch_size=batch_size, imgsz=imgsz, stride=stride, warmup_iters=warmup_iters,
+                   warmup_bias_lr=hyp["warmup_bias_lr"], warmup_momentum=hyp["warmup_momentum"],
+                   momentum=hyp["momentum"], multi_scale=bool(opt.multi_scale), quad=bool(opt.quad), verbose=verbose)
+
+    @property
+    def warmup_hyp(self):
+        """The hyp keys apply_warmup reads."""
+        return {"warmup_bias_lr": self.warmup_bias_lr, "warmup_momentum": self.warmup_momentum,
+                "momentum": self.momentum}
+
+
 class EpochRunner:
     """Runs training epochs and keeps the state that spans them: the step counter, precision, GradScaler and the
     CPU thread count (a ThreadTuner when the precision tunes the CPU, which also keeps freed memory for reuse).
 
     forward: the callable for the training forward (the model, its DDP/DP wrapper or a compiled version);
-    model: the same network, for clipping gradients; ema: ModelEMA in the main process, else None.
+    model: the same network, for clipping gradients; ema: ModelEMA in the main process, else None;
+    settings: EpochSettings; lr_lambda: the LR factor of an epoch, which warmup ramps to;
+    on_batch_end: optional f(epoch, batch index, iteration, images, targets, paths).
     """
 
-    def __init__(self, forward, model, optimizer, ema, compute_loss, precision, hyp, opt, device, imgsz, stride,
-                 warmup_iters, lr_lambda, epochs, batch_size, verbose=True, on_batch_end=None):
+    def __init__(self, forward, model, optimizer, ema, compute_loss, precision, settings, lr_lambda, device,
+                 on_batch_end=None):
         self.forward, self.model, self.optimizer, self.ema = forward, model, optimizer, ema
-        self.compute_loss, self.precision, self.hyp, self.opt = compute_loss, precision, hyp, opt
-        self.device, self.imgsz, self.stride = device, imgsz, stride
-        self.warmup_iters, self.lr_lambda, self.epochs, self.batch_size = warmup_iters, lr_lambda, epochs, batch_size
+        self.compute_loss, self.precision, self.settings = compute_loss, precision, settings
+        self.lr_lambda, self.device, self.on_batch_end = lr_lambda, device, on_batch_end
         self.scaler = precision.grad_scaler()
         self.threads = ThreadTuner() if precision.tune_cpu else None
         if precision.tune_cpu:
             retain_freed_memory()
         self.last_opt_step = -1
-        self.verbose, self.on_batch_end = verbose and is_main(), on_batch_end
+        self.verbose = settings.verbose and is_main()
 
     def _fall_back_to_fp32(self, epoch, i):
         LOGGER.warning(f"WARNING: non-finite loss under {self.precision.name} at epoch {epoch}, batch {i}: "
@@ -94,13 +126,13 @@ class EpochRunner:
         loss, items = self.compute_loss(pred, targets)  # fp32 whatever the autocast dtype
         if RANK != -1:
             loss = loss * WORLD_SIZE  # DDP averages gradients over ranks; YOLOv5 sums them
-        if self.opt.quad:
+        if self.settings.quad:
             loss = loss * 4.0
         return loss, items
 
     def run(self, loader, epoch, checkpoint_hint=""):
         """Train one epoch over `loader`; returns the mean (box, obj, cls) losses. Raises NonFiniteLossError."""
-        num_batches = len(loader)
+        num_batches, settings = len(loader), self.settings
         if hasattr(loader, "sampler") and hasattr(loader.sampler, "set_epoch"):
             loader.sampler.set_epoch(epoch)
         mean_loss = torch.zeros(3, device=self.device)
@@ -118,11 +150,12 @@ class EpochRunner:
             images = images.to(self.precision.input_dtype).div_(255)  # .to() copied the uint8 batch
             targets = targets.to(self.device)
 
-            accumulate = accumulate_steps(iteration, self.warmup_iters, self.batch_size)
-            if iteration <= self.warmup_iters:
-                apply_warmup(self.optimizer, iteration, self.warmup_iters, self.lr_lambda(epoch), self.hyp)
-            if self.opt.multi_scale:
-                images = self.precision.batch(multi_scale(images, self.imgsz, self.stride))
+            accumulate = accumulate_steps(iteration, settings.warmup_iters, settings.batch_size)
+            if iteration <= settings.warmup_iters:
+                apply_warmup(self.optimizer, iteration, settings.warmup_iters, self.lr_lambda(epoch),
+                             settings.warmup_hyp)
+            if settings.multi_scale:
+                images = self.precision.batch(multi_scale(images, settings.imgsz, settings.stride))
 
             loss, items = self._loss(images, targets)
             if not _all_finite(loss) and self.precision.enabled:
@@ -143,7 +176,7 @@ class EpochRunner:
             if self.verbose:
                 memory = torch.cuda.memory_reserved() / 1e9 if torch.cuda.is_available() else 0
                 batches.set_description(("%11s" * 2 + "%11.4g" * 5) % (
-                    f"{epoch}/{self.epochs - 1}", f"{memory:.3g}G", *mean_loss, targets.shape[0], images.shape[-1]))
+                    f"{epoch}/{settings.epochs - 1}", f"{memory:.3g}G", *mean_loss, targets.shape[0], images.shape[-1]))
             if self.on_batch_end is not None:
                 self.on_batch_end(epoch, i, iteration, images, targets, paths)
             if self.threads is not None:
