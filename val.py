@@ -283,9 +283,9 @@ def run(
             shape = (setup.batch_size, 3, setup.imgsz, setup.imgsz)
             LOGGER.info(f"Speed: %.1fms pre-process, %.1fms inference, %.1fms NMS per image at shape {shape}" % speeds)
         if plots:
-            call_hook(callbacks, "on_val_end", metrics.label_counts, metrics.true_positives, metrics.false_positives,
-                  metrics.precision, metrics.recall, metrics.f1, metrics.ap, metrics.ap50, metrics.classes,
-                  statistics.confusion_matrix)
+            call_hook(callbacks, "on_val_end", metrics.label_counts, metrics.true_positives,
+                      metrics.false_positives, metrics.precision, metrics.recall, metrics.f1, metrics.ap, metrics.ap50,
+                      metrics.classes, statistics.confusion_matrix)
         if save_json and len(outputs.json_rows):
             _replace_with_coco_map(metrics, outputs, weights, setup, save_dir, is_coco)
 
