@@ -13,8 +13,8 @@ from utils.curves import smooth
 from utils.log import LOGGER
 
 PER_CLASS_LEGEND_MAX = 21  # more classes than this: per-class curves drawn without legend entries
-# zlib level of the PNGs: the same pixels as the default level 6 in about half the encoding time (a third of the
-# time of saving a 2250 x 1500 figure), for files of about the same size
+# zlib level of the PNGs: the same pixels as the default level 6; on COCO128's curves and confusion matrix, drawing
+# and saving took about a quarter less time, for files 8% smaller to 40% larger (0.2-0.9 MB)
 PNG_COMPRESS_LEVEL = 1
 
 
