@@ -13,6 +13,8 @@ From Python (train.py does this every epoch): results, maps, times = val.run(dat
 
 import argparse
 from copy import deepcopy
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -22,43 +24,28 @@ from tqdm import tqdm
 from models.backends import DetectMultiBackend, is_pytorch_weights
 from models.blocks import fuse_convs, unfused_convs
 from models.experimental import attempt_load
-from utils.boxes import scale_boxes, xywh2xyxy, xyxy2xywh
+from utils.background_plots import BackgroundPlots
 from utils.cli import ArgumentParser, run_cli
-from utils.coco import GroundTruthJSON, coco80_to_coco91_class, evaluate, save_one_json, validates_on_coco
+from utils.coco import coco80_to_coco91_class, evaluate_results, validates_on_coco
 from utils.dataloaders import create_dataloader
 from utils.dataset_config import check_dataset
 from utils.device import select_device, smart_inference_mode
 from utils.files import ROOT, increment_path
 from utils.log import LOGGER, TQDM_BAR_FORMAT, colorstr
 from utils.memory import retain_freed_memory
-from utils.metrics import ConfusionMatrix, ap_per_class, iou_thresholds, process_batch
+from utils.metrics import ConfusionMatrix
 from utils.model_utils import check_img_size
 from utils.nms import non_max_suppression
-from utils.plot_metrics import plot_val_study
-from utils.plots import output_to_target, plot_images
+from utils.plot_metrics import plot_confusion_matrix, plot_val_study, warm_up
 from utils.precision import Precision, select_precision
 from utils.profiling import Profile
+from utils.val_matching import MatchingStatistics, labels_native, predictions_native
+from utils.val_outputs import ImageOutputs, call_hook, save_one_txt  # noqa: F401 (val.save_one_txt, as in YOLOv5)
 
 HEADER = ("%22s" + "%11s" * 6) % ("Class", "Images", "Instances", "P", "R", "mAP50", "mAP50-95")
 ROW_FORMAT = "%22s" + "%11i" * 2 + "%11.3g" * 4
-PLOTTED_BATCHES = 3  # val_batch0..2_labels/pred.jpg
 STUDY_SIZES = range(256, 1536 + 128, 128)
-
-
-def save_one_txt(predn, save_conf, shape, file):
-    """Append detections (n, 6) [xyxy in original pixels, conf, cls] to a YOLO label file: cls xywhn [conf]."""
-    gain = torch.tensor(shape, dtype=torch.float32)[[1, 0, 1, 0]]  # (w, h, w, h) of the original image
-    xywhn = (xyxy2xywh(predn[:, :4].float().cpu()) / gain).tolist()
-    with open(file, "a") as f:
-        for (conf, cls), box in zip(predn[:, 4:6].tolist(), xywhn):
-            line = (cls, *box, conf) if save_conf else (cls, *box)
-            f.write(("%g " * len(line)).rstrip() % line + "\n")
-
-
-def _hook(callbacks, name, *args):
-    """Call callbacks[name](*args) when the caller registered one (callbacks: a dict of callables)."""
-    if callbacks and callbacks.get(name) is not None:
-        callbacks[name](*args)
+SPLITS = ("train", "val", "test")  # --task values that name a split of the dataset YAML; others validate on val
 
 
 def _load_model(weights, device, half, imgsz, batch_size):
@@ -97,18 +84,133 @@ def _validation_model(model, precision):
     return precision.model(model.eval())
 
 
-def _check_classes(model, nc, weights):
-    model_nc = getattr(model, "nc", None)
-    if model_nc is not None and int(model_nc) != nc:
-        raise ValueError(f"{weights} ({model_nc} classes) was trained on a different dataset than --data "
-                         f"({nc} classes). Pass --weights and --data that were trained together.")
+def _check_classes(model, num_classes, weights):
+    model_classes = getattr(model, "nc", None)
+    if model_classes is not None and int(model_classes) != num_classes:
+        raise ValueError(f"{weights} ({model_classes} classes) was trained on a different dataset than --data "
+                         f"({num_classes} classes). Pass --weights and --data that were trained together.")
 
 
-def _names(model, data, nc, single_cls):
+def _names(model, data, num_classes, single_cls):
     names = getattr(model, "names", None) or getattr(getattr(model, "module", None), "names", None)
-    names = names or data.get("names") or {i: f"class{i}" for i in range(nc)}
+    names = names or data.get("names") or {i: f"class{i}" for i in range(num_classes)}
     names = dict(enumerate(names)) if isinstance(names, (list, tuple)) else dict(names)
     return {0: "item"} if single_cls and len(names) != 1 else names
+
+
+@dataclass
+class _Setup:
+    """What one validation runs on: the network, where and in which precision, its batches, where files go."""
+
+    model: object
+    device: torch.device
+    precision: Precision
+    half: bool  # fp16 weights and inputs (CUDA)
+    data: dict
+    dataloader: object
+    batch_size: int
+    imgsz: int
+
+
+def _set_up_training(model, amp, data, dataloader, batch_size, imgsz):
+    """train.py's call: its model, validated as a BN-folded copy, and its loader."""
+    device = next(model.parameters()).device
+    half = next(model.parameters()).dtype == torch.float16
+    precision = select_precision(device, amp=amp and not half)
+    return _Setup(_validation_model(model, precision), device, precision, half, data, dataloader, batch_size, imgsz)
+
+
+def _set_up_standalone(data, weights, device, batch_size, imgsz, half, amp, dnn, task, workers, single_cls):
+    """val.py's own run: load the weights (or an export) and the dataset, and build the loader of the task's split."""
+    half = half and device.type == "cuda"  # fp16 is for CUDA only, as in YOLOv5
+    precision = select_precision(device, amp=amp and not half)
+    if weights is None:
+        raise ValueError("val.run() needs weights= (a .pt path or a list of them) or model=")
+    if rect_ok := is_pytorch_weights(weights):
+        model, stride, imgsz = _load_model(weights, device, half, imgsz, batch_size)
+        precision.model(model)
+    else:  # an export: its own runtime on fp32 inputs, one call per batch
+        model, stride, imgsz, batch_size, rect_ok = _load_export(weights, device, imgsz, batch_size, amp, dnn)
+        half, precision = False, Precision(device.type)
+    data = check_dataset(data)
+    num_classes = 1 if single_cls else int(data["nc"])
+    if not single_cls:
+        _check_classes(model, num_classes, weights)
+    pad, rect = (0.0, False) if task == "speed" else (0.5, rect_ok)  # rectangular batches: .pt, dynamic exports
+    split = task if task in SPLITS else "val"
+    if not data.get(split):
+        raise ValueError(f"--task {split}: the dataset YAML has no '{split}:' images; add them or pick another")
+    dataloader = create_dataloader(data[split], imgsz, batch_size, stride, single_cls, pad=pad, rect=rect,
+                                   workers=workers, prefix=colorstr(f"{split}: "), nc=num_classes)[0]
+    return _Setup(model, device, precision, half, data, dataloader, batch_size, imgsz)
+
+
+def _match_batch(images, targets, paths, shapes, predictions, statistics, outputs, single_cls):
+    """Match each image's predictions to its labels, in the original image's pixels, and hand both to `outputs`.
+
+    targets (n, 6) [image index, cls, x, y, w, h] in letterboxed pixels; predictions: NMS output, one per image."""
+    for index, image_predictions in enumerate(predictions):
+        letterboxed_shape, (original_shape, ratio_pad) = images[index].shape[1:], shapes[index]
+        labels = labels_native(targets[targets[:, 0] == index, 1:], letterboxed_shape, original_shape, ratio_pad)
+        path = Path(paths[index])
+        outputs.add_labels(path, original_shape, labels)
+        if single_cls:
+            image_predictions[:, 5] = 0
+        in_original = predictions_native(image_predictions, letterboxed_shape, original_shape, ratio_pad)
+        statistics.add_image(in_original, labels)
+        if len(image_predictions):
+            outputs.add_predictions(image_predictions, in_original, path, original_shape, images[index])
+
+
+def _forward(setup, images, augment, with_train_out):
+    """(decoded predictions, the raw maps for the loss or None) of one batch, in the set-up's precision."""
+    if with_train_out:
+        return setup.precision.infer(setup.model, images)
+    # the decoded boxes only: the raw maps would be joined across inference chunks for nothing
+    return setup.precision.infer(lambda x: setup.model(x, augment=augment)[0], images), None
+
+
+def _validate_batches(setup, nms, statistics, outputs, compute_loss, augment, save_hybrid, single_cls):
+    """Run every batch (pre-process, inference, loss, NMS, matching); the summed (box, obj, cls) loss and the three
+    stopwatches (pre-process, inference, NMS)."""
+    device, precision = setup.device, setup.precision
+    timers = Profile(device=device), Profile(device=device), Profile(device=device)
+    loss = torch.zeros(3, device=device)
+    batches = tqdm(setup.dataloader, desc=HEADER, bar_format=TQDM_BAR_FORMAT)
+    for batch_index, (images, targets, paths, shapes) in enumerate(batches):
+        with timers[0]:
+            if device.type != "cpu":
+                images = images.to(device, non_blocking=True)
+                targets = targets.to(device)
+            images = precision.batch(images)  # the uint8 batch takes the memory format: one cheap copy
+            images = images.half() if setup.half else images.to(precision.input_dtype)
+            images /= 255
+            num_images, _, height, width = images.shape
+        with timers[1]:
+            predictions, train_out = _forward(setup, images, augment, with_train_out=bool(compute_loss))
+        with precision.small_ops():  # loss, NMS and matching: thousands of tiny ops, see utils/precision.py
+            if compute_loss:
+                loss += compute_loss(train_out, targets)[1]  # box, obj, cls
+            targets[:, 2:] *= torch.tensor((width, height, width, height), device=targets.device)  # to pixels
+            hybrid_labels = [targets[targets[:, 0] == i, 1:] for i in range(num_images)] if save_hybrid else []
+            with timers[2]:
+                predictions = nms(predictions, labels=hybrid_labels)
+            _match_batch(images, targets, paths, shapes, predictions, statistics, outputs, single_cls)
+            outputs.end_batch(batch_index, images, targets, paths, shapes, predictions)
+    return loss, timers
+
+
+def _log_metrics(metrics, names, images_seen, num_classes, per_class, split):
+    """The 'all' row (P, R, mAP50, mAP50-95) and, with per_class, one row per class with labels."""
+    counts = metrics.label_counts
+    LOGGER.info(ROW_FORMAT % ("all", images_seen, counts.sum(), metrics.mean_precision, metrics.mean_recall,
+                              metrics.map50, metrics.map))
+    if counts.sum() == 0:
+        LOGGER.warning(f"WARNING ⚠️ no labels found in {split} set, can not compute metrics without labels")
+    if per_class and num_classes > 1 and len(metrics.classes):
+        for i, c in enumerate(metrics.classes):
+            LOGGER.info(ROW_FORMAT % (names.get(c, c), images_seen, counts[c], metrics.precision[i], metrics.recall[i],
+                                      metrics.ap50[i], metrics.ap[i]))
 
 
 @smart_inference_mode()
@@ -144,192 +246,67 @@ def run(
         callbacks=None,  # {'on_val_image_end' | 'on_val_batch_end' | 'on_val_end': callable}
 ):
     """Validate; returns ((P, R, mAP@0.5, mAP@0.5:0.95, box, obj, cls loss), per-class mAP@0.5:0.95 (nc,),
-    (pre-process, inference, NMS) milliseconds per image)."""
+    (pre-process, inference, NMS) milliseconds per image). With plots, the figures are drawn on a background thread
+    while validation goes on, and are all written when run() returns."""
     training = model is not None
-    if training:  # called by train.py: its model (BN folded into a copy) and loader
-        device = next(model.parameters()).device
-        half = next(model.parameters()).dtype == torch.float16
-        precision = select_precision(device, amp=amp and not half)
-        model = _validation_model(model, precision)
+    if training:
+        setup = _set_up_training(model, amp, data, dataloader, batch_size, imgsz)
     else:
         device = select_device(device, batch_size=batch_size)
-        half = half and device.type == "cuda"  # fp16 is for CUDA only, as in YOLOv5
-        precision = select_precision(device, amp=amp and not half)
         save_dir = increment_path(Path(project) / name, exist_ok=exist_ok)
         (save_dir / "labels" if save_txt else save_dir).mkdir(parents=True, exist_ok=True)
-        if weights is None:
-            raise ValueError("val.run() needs weights= (a .pt path or a list of them) or model=")
-        if rect_ok := is_pytorch_weights(weights):
-            model, stride, imgsz = _load_model(weights, device, half, imgsz, batch_size)
-            precision.model(model)
-        else:  # an export: its own runtime on fp32 inputs, one call per batch
-            model, stride, imgsz, batch_size, rect_ok = _load_export(weights, device, imgsz, batch_size, amp, dnn)
-            half, precision = False, Precision(device.type)
-        data = check_dataset(data)
-
-    model.eval()
-    if precision.tune_cpu:
+        setup = _set_up_standalone(data, weights, device, batch_size, imgsz, half, amp, dnn, task, workers, single_cls)
+    setup.model.eval()
+    if setup.precision.tune_cpu:
         retain_freed_memory()
-    cuda = device.type != "cpu"
-    is_coco = validates_on_coco(data)
-    nc = 1 if single_cls else int(data["nc"])
-    iouv = iou_thresholds(device)
-    niou = iouv.numel()
-
-    if not training:
-        if not single_cls:
-            _check_classes(model, nc, weights)
-        pad, rect = (0.0, False) if task == "speed" else (0.5, rect_ok)  # rectangular batches: .pt, dynamic exports
-        task = task if task in ("train", "val", "test") else "val"
-        if not data.get(task):
-            raise ValueError(f"--task {task}: the dataset YAML has no '{task}:' images; add them or pick another")
-        dataloader = create_dataloader(data[task], imgsz, batch_size, stride, single_cls, pad=pad, rect=rect,
-                                       workers=workers, prefix=colorstr(f"{task}: "), nc=nc)[0]
-
-    seen = 0
-    confusion_matrix = ConfusionMatrix(nc=nc)
-    names = _names(model, data, nc, single_cls)
+    is_coco = validates_on_coco(setup.data)
+    num_classes = 1 if single_cls else int(setup.data["nc"])
+    names = _names(setup.model, setup.data, num_classes, single_cls)
     class_map = coco80_to_coco91_class() if is_coco else list(range(1000))
-    ground_truth = GroundTruthJSON(names, class_map) if save_json else None
-    tp = fp = p = r = f1 = ap50 = mp = mr = map50 = map_ = 0.0
-    dt = Profile(device=device), Profile(device=device), Profile(device=device)
-    loss = torch.zeros(3, device=device)
-    jdict, stats, ap, ap_class = [], [], [], []
-    pbar = tqdm(dataloader, desc=HEADER, bar_format=TQDM_BAR_FORMAT)
-    for batch_i, (im, targets, paths, shapes) in enumerate(pbar):
-        with dt[0]:
-            if cuda:
-                im = im.to(device, non_blocking=True)
-                targets = targets.to(device)
-            im = precision.batch(im)  # the uint8 batch takes the memory format: one cheap copy
-            im = im.half() if half else im.to(precision.input_dtype)
-            im /= 255
-            nb, _, height, width = im.shape
-
-        with dt[1]:
-            if compute_loss:
-                preds, train_out = precision.infer(model, im)
-            else:  # the decoded boxes only: the raw maps would be joined across inference chunks for nothing
-                preds, train_out = precision.infer(lambda x: model(x, augment=augment)[0], im), None
-
-        with precision.small_ops():  # loss, NMS and matching: thousands of tiny ops, see utils/precision.py
-            if compute_loss:
-                loss += compute_loss(train_out, targets)[1]  # box, obj, cls
-
-            targets[:, 2:] *= torch.tensor((width, height, width, height), device=targets.device)  # to pixels
-            hybrid_labels = [targets[targets[:, 0] == i, 1:] for i in range(nb)] if save_hybrid else []
-            with dt[2]:
-                preds = non_max_suppression(preds, conf_thres, iou_thres, labels=hybrid_labels, multi_label=True,
-                                            agnostic=single_cls, max_det=max_det)
-
-            for si, pred in enumerate(preds):
-                labels = targets[targets[:, 0] == si, 1:]  # (nl, 5) [cls, x, y, w, h] in letterboxed pixels
-                nl, npr = labels.shape[0], pred.shape[0]
-                path, shape = Path(paths[si]), shapes[si][0]
-                correct = torch.zeros(npr, niou, dtype=torch.bool, device=device)
-                seen += 1
-                labelsn = torch.zeros((0, 5), device=device)
-                if nl:
-                    tbox = scale_boxes(im[si].shape[1:], xywh2xyxy(labels[:, 1:5]), shape, shapes[si][1])
-                    labelsn = torch.cat((labels[:, 0:1], tbox), 1)  # [cls, xyxy] in original pixels
-                if ground_truth is not None:
-                    ground_truth.add(path, shape, labelsn)
-
-                if npr == 0:
-                    if nl:
-                        stats.append((correct, *torch.zeros((2, 0), device=device), labels[:, 0]))
-                        if plots:
-                            confusion_matrix.process_batch(detections=None, labels=labels[:, 0])
-                    continue
-
-                if single_cls:
-                    pred[:, 5] = 0
-                predn = pred.clone()
-                scale_boxes(im[si].shape[1:], predn[:, :4], shape, shapes[si][1])  # to original pixels
-                if nl:
-                    correct = process_batch(predn, labelsn, iouv)
-                if plots:
-                    confusion_matrix.process_batch(predn, labelsn)
-                stats.append((correct, pred[:, 4], pred[:, 5], labels[:, 0]))
-
-                if save_txt:
-                    save_one_txt(predn, save_conf, shape, file=save_dir / "labels" / f"{path.stem}.txt")
-                if save_json:
-                    save_one_json(predn, jdict, path, class_map)
-                _hook(callbacks, "on_val_image_end", pred, predn, path, names, im[si])
-
-            if plots and batch_i < PLOTTED_BATCHES:
-                plot_images(im, targets, paths, save_dir / f"val_batch{batch_i}_labels.jpg", names)
-                plot_images(im, output_to_target(preds), paths, save_dir / f"val_batch{batch_i}_pred.jpg", names)
-            _hook(callbacks, "on_val_batch_end", batch_i, im, targets, paths, shapes, preds)
-
-    # ---- Metrics
-    stats = [torch.cat(x, 0).cpu().numpy() for x in zip(*stats)]  # correct, conf, pred cls, target cls
-    if len(stats) and stats[0].any():
-        tp, fp, p, r, f1, ap, ap_class = ap_per_class(*stats, plot=plots, save_dir=save_dir, names=names)
-        ap50, ap = ap[:, 0], ap.mean(1)  # AP@0.5, AP@0.5:0.95
-        mp, mr, map50, map_ = p.mean(), r.mean(), ap50.mean(), ap.mean()
-    target_classes = stats[3].astype(int) if len(stats) else np.zeros(0, dtype=int)
-    nt = np.bincount(target_classes, minlength=nc)
-
-    LOGGER.info(ROW_FORMAT % ("all", seen, nt.sum(), mp, mr, map50, map_))
-    if nt.sum() == 0:
-        LOGGER.warning(f"WARNING ⚠️ no labels found in {task} set, can not compute metrics without labels")
-    if (verbose or (nc < 50 and not training)) and nc > 1 and len(ap_class):
-        for i, c in enumerate(ap_class):
-            LOGGER.info(ROW_FORMAT % (names.get(c, c), seen, nt[c], p[i], r[i], ap50[i], ap[i]))
-
-    t = tuple(x.t / max(seen, 1) * 1e3 for x in dt)  # ms per image
-    if not training:
-        shape = (batch_size, 3, imgsz, imgsz)
-        LOGGER.info(f"Speed: %.1fms pre-process, %.1fms inference, %.1fms NMS per image at shape {shape}" % t)
-
-    if plots:
-        confusion_matrix.plot(save_dir=save_dir, names=list(names.values()))
-        _hook(callbacks, "on_val_end", nt, tp, fp, p, r, f1, ap, ap50, ap_class, confusion_matrix)
-
-    if save_json and len(jdict):
-        coco_map = _coco_eval(jdict, weights, data, save_dir, ground_truth, is_coco, dataloader)
-        if coco_map is not None:
-            LOGGER.info(f"mAP@0.5:0.95 val.py {map_:.4f}, pycocotools {coco_map[0]:.4f}; "
-                        f"mAP@0.5 val.py {map50:.4f}, pycocotools {coco_map[1]:.4f}")
-            map_, map50 = coco_map  # YOLOv5 reports the pycocotools figures when it has them
+    nms = partial(non_max_suppression, conf_thres=conf_thres, iou_thres=iou_thres, multi_label=True,
+                  agnostic=single_cls, max_det=max_det)
+    with BackgroundPlots(enabled=plots) as drawer:
+        drawer.submit(warm_up)  # matplotlib's import and fonts, paid while the batches run
+        outputs = ImageOutputs(save_dir, names, class_map, save_txt, save_conf, save_json, drawer, callbacks)
+        statistics = MatchingStatistics(setup.device, ConfusionMatrix(nc=num_classes) if plots else None)
+        loss, timers = _validate_batches(setup, nms, statistics, outputs, compute_loss, augment, save_hybrid,
+                                         single_cls)
+        if plots:
+            drawer.submit(plot_confusion_matrix, statistics.confusion_matrix.matrix.copy(), num_classes,
+                          save_dir=save_dir, names=list(names.values()))
+        metrics = statistics.class_metrics(num_classes, names, plot=plots, save_dir=save_dir, draw=drawer.submit)
+        seen = statistics.images_seen
+        split = task if task in SPLITS else "val"
+        _log_metrics(metrics, names, seen, num_classes, verbose or (num_classes < 50 and not training), split)
+        speeds = tuple(timer.t / max(seen, 1) * 1e3 for timer in timers)  # ms per image
+        if not training:
+            shape = (setup.batch_size, 3, setup.imgsz, setup.imgsz)
+            LOGGER.info(f"Speed: %.1fms pre-process, %.1fms inference, %.1fms NMS per image at shape {shape}" % speeds)
+        if plots:
+            call_hook(callbacks, "on_val_end", metrics.label_counts, metrics.true_positives,
+                      metrics.false_positives, metrics.precision, metrics.recall, metrics.f1, metrics.ap, metrics.ap50,
+                      metrics.classes, statistics.confusion_matrix)
+        if save_json and len(outputs.json_rows):
+            _replace_with_coco_map(metrics, outputs, weights, setup, save_dir, is_coco)
 
     if not training:
-        model.float()
+        setup.model.float()
         saved = f"\n{len(list(save_dir.glob('labels/*.txt')))} labels saved to {save_dir / 'labels'}" if save_txt \
             else ""
         LOGGER.info(f"Results saved to {colorstr('bold', save_dir)}{saved}")
-    maps = np.zeros(nc) + map_
-    for i, c in enumerate(ap_class):
-        maps[c] = ap[i]
-    return (mp, mr, map50, map_, *(loss.cpu() / max(len(dataloader), 1)).tolist()), maps, t
+    losses = (loss.cpu() / max(len(setup.dataloader), 1)).tolist()
+    results = (metrics.mean_precision, metrics.mean_recall, metrics.map50, metrics.map, *losses)
+    return results, metrics.per_class_map(num_classes), speeds
 
 
-def _coco_eval(jdict, weights, data, save_dir, ground_truth, is_coco, dataloader):
-    """Write the COCO results JSON and evaluate it with pycocotools; (mAP, mAP50) or None."""
-    import json
-
-    stem = Path(weights[0] if isinstance(weights, (list, tuple)) else weights).stem if weights else "model"
-    pred_json = Path(save_dir) / f"{stem}_predictions.json"
-    pred_json.parent.mkdir(parents=True, exist_ok=True)  # train.py's folder exists; a caller's may not yet
-    LOGGER.info(f"\nWriting {pred_json}...")
-    with open(pred_json, "w") as f:
-        json.dump(jdict, f)
-    coco_annotations = Path(data.get("path", "../coco")) / "annotations/instances_val2017.json"
-    if is_coco and coco_annotations.exists():
-        anno_json = coco_annotations
-        img_ids = [int(Path(x).stem) for x in dataloader.dataset.im_files]
-    else:  # no official annotation file: evaluate against the labels val.py itself used
-        anno_json = Path(save_dir) / "annotations.json"
-        ground_truth.save(anno_json)
-        img_ids = None
-    LOGGER.info(f"Evaluating pycocotools mAP with {anno_json}...")
-    try:
-        return evaluate(anno_json, pred_json, img_ids)
-    except Exception as e:  # the validation figures above stand; only the COCO cross-check failed
-        LOGGER.warning(f"WARNING ⚠️ pycocotools unable to evaluate {pred_json}: {e}")
-        return None
+def _replace_with_coco_map(metrics, outputs, weights, setup, save_dir, is_coco):
+    """Evaluate the COCO results JSON; YOLOv5 reports pycocotools' mAPs in place of its own when it has them."""
+    coco_map = evaluate_results(outputs.json_rows, weights, setup.data, save_dir, outputs.ground_truth, is_coco,
+                                setup.dataloader)
+    if coco_map is not None:
+        LOGGER.info(f"mAP@0.5:0.95 val.py {metrics.map:.4f}, pycocotools {coco_map[0]:.4f}; "
+                    f"mAP@0.5 val.py {metrics.map50:.4f}, pycocotools {coco_map[1]:.4f}")
+        metrics.map, metrics.map50 = coco_map
 
 
 def parse_opt(argv=None):

@@ -113,3 +113,12 @@ def test_import_leaves_matplotlib_backend_alone():
     code = ("import sys, utils.plots, utils.plot_metrics, utils.metrics; "
             "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_matplotlib_is_imported_only_to_draw():
+    """val.py, train.py's metrics and the plotting modules load without matplotlib (about 0.4 s): a run that draws
+    nothing never pays for it, and val.py imports it on its drawing thread."""
+    code = ("import sys, val, utils.plots, utils.plot_metrics, utils.metrics; "
+            "assert 'matplotlib' not in sys.modules, 'matplotlib imported'; "
+            "utils.plot_metrics.warm_up(); assert 'matplotlib.figure' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)

@@ -102,6 +102,34 @@ def test_perfect_predictions(dataset, tmp_path):
         assert (tmp_path / name).exists(), name
 
 
+PLOT_FILES = ("F1_curve.png", "PR_curve.png", "P_curve.png", "R_curve.png", "confusion_matrix.png",
+              *(f"val_batch{i}_{kind}.jpg" for i in range(3) for kind in ("labels", "pred")))
+
+
+def test_plots_are_complete_when_run_returns(dataset, tmp_path):
+    """The figures are drawn on a background thread; run() returns only once every file is whole."""
+    _run(dataset, tmp_path, plots=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(PLOT_FILES)
+    for name in PLOT_FILES:
+        assert cv2.imread(str(tmp_path / name)) is not None, name
+    for name in PLOT_FILES[:5]:
+        assert (tmp_path / name).read_bytes().endswith(b"IEND\xaeB`\x82"), name  # PNG's last chunk: written out
+
+
+def test_a_plotting_error_is_not_swallowed(dataset, tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(val, "plot_confusion_matrix", broken)
+    with pytest.raises(OSError, match="disk full"):
+        _run(dataset, tmp_path, plots=True)
+
+
+def test_no_plots_draws_nothing(dataset, tmp_path):
+    _run(dataset, tmp_path, plots=False)
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("shift,thresholds_passed", [(0.5, 0), (0.2, 4), (0.1, 7)])
 def test_shifted_predictions(dataset, tmp_path, shift, thresholds_passed):
     # moving a box right by s of its width leaves IoU (1 - s) / (1 + s): 1/3, 0.667, 0.818

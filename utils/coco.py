@@ -89,3 +89,29 @@ def evaluate(anno_json, pred_json, img_ids=None):
     coco_eval.accumulate()
     coco_eval.summarize()
     return float(coco_eval.stats[0]), float(coco_eval.stats[1])
+
+
+def evaluate_results(json_rows, weights, data, save_dir, ground_truth, is_coco, dataloader):
+    """Write val.py's COCO results JSON (<weights stem>_predictions.json) and evaluate it with pycocotools against
+    COCO's annotations when the dataset is COCO and has them, else against the labels val.py used (ground_truth, a
+    GroundTruthJSON). Returns (mAP@0.5:0.95, mAP@0.5) or None."""
+    stem = Path(weights[0] if isinstance(weights, (list, tuple)) else weights).stem if weights else "model"
+    pred_json = Path(save_dir) / f"{stem}_predictions.json"
+    pred_json.parent.mkdir(parents=True, exist_ok=True)  # train.py's folder exists; a caller's may not yet
+    LOGGER.info(f"\nWriting {pred_json}...")
+    with open(pred_json, "w") as f:
+        json.dump(json_rows, f)
+    coco_annotations = Path(data.get("path", "../coco")) / "annotations/instances_val2017.json"
+    if is_coco and coco_annotations.exists():
+        anno_json = coco_annotations
+        img_ids = [int(Path(x).stem) for x in dataloader.dataset.im_files]
+    else:  # no official annotation file: evaluate against the labels val.py itself used
+        anno_json = Path(save_dir) / "annotations.json"
+        ground_truth.save(anno_json)
+        img_ids = None
+    LOGGER.info(f"Evaluating pycocotools mAP with {anno_json}...")
+    try:
+        return evaluate(anno_json, pred_json, img_ids)
+    except Exception as e:  # the validation figures stand; only the COCO cross-check failed
+        LOGGER.warning(f"WARNING ⚠️ pycocotools unable to evaluate {pred_json}: {e}")
+        return None

@@ -24,11 +24,13 @@ def fitness(x):
     return (np.asarray(x, dtype=float)[..., :4] * FITNESS_WEIGHTS).sum(-1)
 
 
-def ap_per_class(tp, conf, pred_cls, target_cls, plot=False, save_dir=".", names=(), eps=1e-16, prefix=""):
+def ap_per_class(tp, conf, pred_cls, target_cls, plot=False, save_dir=".", names=(), eps=1e-16, prefix="",
+                 draw=None):
     """Precision, recall and AP per class from the matched predictions of a whole dataset.
 
     tp (n, 10) bool: prediction correct at each IoU threshold; conf (n,), pred_cls (n,); target_cls (m,): the
     class of every label. P, R and F1 are read at the confidence that maximises the smoothed mean F1.
+    plot: draw the PR, F1, P and R curves, now or, with draw (e.g. a BackgroundPlots' submit), by draw(fn, *args).
     Returns (tp, fp, p, r, f1, ap (nc, 10), unique_classes) for the classes that have labels.
     """
     order = np.argsort(-conf)
@@ -61,13 +63,17 @@ def ap_per_class(tp, conf, pred_cls, target_cls, plot=False, save_dir=".", names
     if plot:
         names = names if isinstance(names, dict) else dict(enumerate(names))
         present = {i: names.get(int(c), str(int(c))) for i, c in enumerate(unique_classes)}
-        plot_metric_curves(px, pr_curves, ap, f1, p, r, save_dir, present, prefix)
+        (draw or _draw_now)(plot_metric_curves, px, pr_curves, ap.copy(), f1, p, r, save_dir, present, prefix)
 
     best = smooth(f1.mean(0), 0.1).argmax()  # confidence index of the highest smoothed mean F1
     p, r, f1 = p[:, best], r[:, best], f1[:, best]
     tp = (r * label_counts).round()
     fp = (tp / (p + eps) - tp).round()
     return tp, fp, p, r, f1, ap, unique_classes.astype(int)
+
+
+def _draw_now(plot, *args):
+    plot(*args)
 
 
 def _best_label(iou):

@@ -98,6 +98,7 @@ def plot_images(images, targets, paths=None, fname="images.jpg", names=None):
     targets (N, 6) [image index, cls, x, y, w, h] are labels (xywh normalised or in pixels); a 7th column is
     a confidence, which marks them as predictions (drawn when conf > 0.25, label 'name conf').
     """
+    images = images[:MAX_SUBPLOTS]  # only these are drawn: convert no more
     if isinstance(images, torch.Tensor):
         images = images.detach().cpu().float().numpy()
     if isinstance(targets, torch.Tensor):
@@ -107,7 +108,6 @@ def plot_images(images, targets, paths=None, fname="images.jpg", names=None):
     if isinstance(names, (list, tuple)):
         names = dict(enumerate(names))
     bs, _, h, w = images.shape
-    bs = min(bs, MAX_SUBPLOTS)
     grid = int(np.ceil(bs ** 0.5))
     if images.size and np.max(images[0]) <= 1:
         images = images * 255
