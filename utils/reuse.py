@@ -64,7 +64,7 @@ class TrainingCache:
 
     def __init__(self):
         self.datasets = {}  # create_dataloader's: {repr of its arguments: LoadImagesAndLabels}
-        self.models = {}  # {(cfg, weights, nc, anchors, device, seed): (the model as built, random state after it)}
+        self.models = {}  # the last model built: {(cfg, weights, nc, anchors, device, seed): (model, random state)}
         self.val_loaders = {}  # {repr of the loader's arguments: ReplayLoader or loader}
 
     def model(self, key, build):
@@ -74,6 +74,7 @@ class TrainingCache:
         from: train() seeds just before it, so torch.initial_seed() is part of the key."""
         key = (*key, torch.initial_seed())
         if key not in self.models:
+            self.models.clear()  # one model kept: verification's many seeds must not pile up large models
             model = build()
             self.models[key] = model, (random.getstate(), np.random.get_state(), torch.get_rng_state())
         model, (python_state, numpy_state, torch_state) = self.models[key]
