@@ -10,7 +10,8 @@ Results go to runs/detect/exp, exp2, ...: annotated images/videos, labels/*.txt,
 predictions.csv (--save-csv).
 """
 
-import csv
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -20,21 +21,17 @@ import yaml
 
 from models.backends import DetectMultiBackend, is_pytorch_weights
 from models.experimental import attempt_load
-from utils.boxes import scale_boxes, xyxy2xywh
 from utils.checkpoint import strip_optimizer
 from utils.cli import ArgumentParser, run_cli
-from utils.crops import save_one_box
+from utils.detect_outputs import ImageOutputs, OutputOptions
 from utils.device import select_device, smart_inference_mode
 from utils.files import ROOT, increment_path
 from utils.log import LOGGER, colorstr
 from utils.model_utils import check_img_size
 from utils.nms import non_max_suppression
-from utils.plots import Annotator, colors
 from utils.precision import Precision, select_precision
 from utils.profiling import Profile
 from utils.sources import IMG_FORMATS, STREAM_PREFIXES, VID_FORMATS, LoadImages, LoadStreams
-
-VIDEO_FOURCC = "mp4v"  # writes .mp4 with opencv-python-headless's bundled FFmpeg (H.264 encoders are absent)
 
 
 def classify_source(source):
@@ -68,26 +65,6 @@ def class_names(model, data):
     return {i: f"class{i}" for i in range(int(model.nc))}
 
 
-def write_labels(txt_path, det, im0_shape, save_conf):
-    """Append one `class x y w h [conf]` line per box (xywh normalised to the original image)."""
-    gain = torch.tensor(im0_shape)[[1, 0, 1, 0]]  # w, h, w, h
-    with open(f"{txt_path}.txt", "a") as f:
-        for *xyxy, conf, cls in reversed(det):
-            xywh = (xyxy2xywh(torch.tensor(xyxy).view(1, 4)) / gain).view(-1).tolist()
-            line = (cls, *xywh, conf) if save_conf else (cls, *xywh)
-            f.write(("%g " * len(line)).rstrip() % line + "\n")
-
-
-def append_csv(csv_path, rows):
-    """Append rows (image name, class name, confidence) to YOLOv5's predictions.csv, its header first."""
-    new = not csv_path.is_file()
-    with open(csv_path, "a", newline="") as f:
-        writer = csv.writer(f)
-        if new:
-            writer.writerow(("Image Name", "Prediction", "Confidence"))
-        writer.writerows(rows)
-
-
 def load_model(weights, device, half, dnn, data):
     """(model, stride, class names, Precision, fp16 weights?, rectangular letterbox?) for .pt weights or an export.
 
@@ -104,41 +81,107 @@ def load_model(weights, device, half, dnn, data):
     return model, max(int(model.stride.max()), 32), class_names(model, data), precision, half, True
 
 
-def describe(det, names):
-    """'2 circles, 1 star, ' for the log line."""
-    counts = ""
-    for c in det[:, 5].unique():
-        n = int((det[:, 5] == c).sum())
-        counts += f"{n} {names[int(c)]}{'s' * (n > 1)}, "
-    return counts
+@dataclass
+class _Detector:
+    """The loaded network, its inference size and how a batch of images reaches it."""
+
+    model: object
+    device: torch.device
+    precision: Precision
+    half: bool  # fp16 inputs (--half on CUDA)
+    stride: int
+    names: dict
+    rectangular: bool  # letterbox each image to its own aspect ratio (False: an export with a fixed input shape)
+    imgsz: list  # (h, w), multiples of the stride
+
+    def warm_up(self):
+        if isinstance(self.model, DetectMultiBackend):
+            self.model.warmup(imgsz=(1, 3, *self.imgsz))
+        elif self.device.type != "cpu":  # warm up CUDA kernels so the first image's time is representative
+            self.model(torch.zeros(1, 3, *self.imgsz, device=self.device).type_as(next(self.model.parameters())))
+
+    def preprocess(self, images):
+        """A loader's uint8 image(s) (3, h, w) or (n, 3, h, w) as a 0-1 batch in the model's dtype and memory format."""
+        images = torch.from_numpy(images).to(self.device)
+        images = images.half() if self.half else images.float()
+        images /= 255  # 0-255 to 0.0-1.0
+        if images.ndim == 3:
+            images = images[None]
+        return self.precision.batch(images)
+
+    def predict(self, images, augment, feature_dir):
+        """Decoded predictions (n, anchors, 5 + nc) in fp32 for NMS; feature_dir: --visualize's folder, or False."""
+        if feature_dir:
+            predictions = self.model(images, augment=augment, visualize=feature_dir)
+        else:
+            predictions = self.model(images, augment=augment)
+        return predictions[0].float() if isinstance(predictions, (list, tuple)) else predictions.float()
 
 
-class VideoSinks:
-    """One cv2.VideoWriter per batch slot, reopened when that slot's video path changes."""
+def _set_up_detector(weights, device, half, dnn, data, imgsz):
+    """The model on its device with the inference size (h, w) made a multiple of its stride."""
+    device = select_device(device)
+    model, stride, names, precision, half, rectangular = load_model(weights, device, half, dnn, data)
+    imgsz = [imgsz] * 2 if isinstance(imgsz, int) else list(imgsz) * (2 if len(imgsz) == 1 else 1)  # (h, w)
+    imgsz = [check_img_size(x, stride) for x in imgsz]
+    if isinstance(model, DetectMultiBackend):
+        model.check_shape((1, 3, *imgsz))
+    return _Detector(model, device, precision, half, stride, names, rectangular, imgsz)
 
-    def __init__(self, slots):
-        self.paths, self.writers = [None] * slots, [None] * slots
 
-    def write(self, slot, save_path, frame, capture):
-        """Append `frame` to the video for `save_path` (saved with an .mp4 suffix)."""
-        if self.paths[slot] != save_path:
-            self.release(slot)
-            fps = capture.get(cv2.CAP_PROP_FPS) if capture is not None else 30.0
-            fps = fps if fps and fps > 0 else 30.0
-            height, width = frame.shape[:2]
-            mp4_path = str(Path(save_path).with_suffix(".mp4"))
-            writer = cv2.VideoWriter(mp4_path, cv2.VideoWriter_fourcc(*VIDEO_FOURCC), fps, (width, height))
-            if not writer.isOpened():
-                raise RuntimeError(f"OpenCV cannot write video {mp4_path} with codec {VIDEO_FOURCC}; "
-                                   f"use --nosave, or install an OpenCV build with FFmpeg")
-            self.paths[slot], self.writers[slot] = save_path, writer
-        self.writers[slot].write(frame)
+def _display_or_notice(save_dir):
+    """True when --view-img can open windows; else a notice that the results are only saved."""
+    if display_available():
+        return True
+    LOGGER.warning("WARNING ⚠️ --view-img needs a display and an OpenCV build with GUI support; none here "
+                   f"(opencv-python-headless or no $DISPLAY). Results are saved to {save_dir} instead.")
+    return False
 
-    def release(self, slot=None):
-        for i in range(len(self.writers)) if slot is None else [slot]:
-            if self.writers[i] is not None:
-                self.writers[i].release()
-                self.writers[i] = None
+
+def _open_source(source, is_stream, detector, vid_stride):
+    """The loader of `source`, letterboxing to the detector's size: streams in batches of one frame each, else files."""
+    loader = LoadStreams if is_stream else LoadImages
+    return loader(source, img_size=detector.imgsz, stride=detector.stride, auto=detector.rectangular,
+                  vid_stride=vid_stride)
+
+
+def _detect_batches(detector, dataset, is_stream, outputs, nms, augment, visualize, save_dir):
+    """Inference, NMS and each image's outputs for every batch of `dataset`, one log line per batch.
+
+    Returns (images seen, (pre-process, inference, NMS) stopwatches)."""
+    timers = (Profile(device=detector.device), Profile(device=detector.device), Profile(device=detector.device))
+    images_seen = 0
+    for path, images, originals, capture, text in dataset:
+        with timers[0]:
+            images = detector.preprocess(images)
+        with timers[1], detector.precision.autocast():
+            feature_dir = increment_path(save_dir / Path(path).stem, mkdir=True) if visualize else False
+            predictions = detector.predict(images, augment, feature_dir)
+        with timers[2]:
+            predictions = nms(predictions)
+        for slot, det in enumerate(predictions):
+            images_seen += 1
+            if is_stream:
+                image_path, image, frame = path[slot], originals[slot].copy(), dataset.count
+                text += f"{slot}: "
+            else:
+                image_path, image, frame = path, originals.copy(), getattr(dataset, "frame", 0)
+            frame = None if dataset.mode == "image" else frame
+            text += outputs.add(det, images.shape[2:], image, Path(image_path), frame, slot, capture)
+        LOGGER.info(f"{text}{'' if len(det) else '(no detections), '}{timers[1].dt * 1e3:.1f}ms")
+    return images_seen, timers
+
+
+def _log_speed(timers, images_seen, imgsz):
+    speeds = tuple(x.t / max(images_seen, 1) * 1e3 for x in timers)  # ms per image
+    LOGGER.info(f"Speed: %.1fms pre-process, %.1fms inference, %.1fms NMS per image at shape {(1, 3, *imgsz)}"
+                % speeds)
+
+
+def _log_results(save_dir, save_txt):
+    n_labels = len(list(save_dir.glob("labels/*.txt")))
+    labels = f"\n{n_labels} labels saved to {save_dir / 'labels'}" if save_txt else ""
+    LOGGER.info(f"Results saved to {colorstr('bold', save_dir)}{labels}")
 
 
 @smart_inference_mode()
@@ -182,101 +225,26 @@ def run(
 
     save_dir = increment_path(Path(project) / name, exist_ok=exist_ok)
     (save_dir / "labels" if save_txt else save_dir).mkdir(parents=True, exist_ok=True)
+    detector = _set_up_detector(weights, device, half, dnn, data, imgsz)
+    view_img = view_img and _display_or_notice(save_dir)
+    dataset = _open_source(source, is_stream, detector, vid_stride)
+    options = OutputOptions(save_img, view_img, save_txt, save_csv, save_conf, save_crop, line_thickness,
+                            hide_labels, hide_conf)
+    outputs = ImageOutputs(save_dir, detector.names, options, video_slots=len(dataset) if is_stream else 1)
 
-    device = select_device(device)
-    model, stride, names, precision, half, auto = load_model(weights, device, half, dnn, data)
-    imgsz = [imgsz] * 2 if isinstance(imgsz, int) else list(imgsz) * (2 if len(imgsz) == 1 else 1)  # (h, w)
-    imgsz = [check_img_size(x, stride) for x in imgsz]
-    if isinstance(model, DetectMultiBackend):
-        model.check_shape((1, 3, *imgsz))
-
-    if view_img and not display_available():
-        LOGGER.warning("WARNING ⚠️ --view-img needs a display and an OpenCV build with GUI support; none here "
-                       f"(opencv-python-headless or no $DISPLAY). Results are saved to {save_dir} instead.")
-        view_img = False
-    if is_stream:
-        dataset = LoadStreams(source, img_size=imgsz, stride=stride, auto=auto, vid_stride=vid_stride)
-    else:
-        dataset = LoadImages(source, img_size=imgsz, stride=stride, auto=auto, vid_stride=vid_stride)
-    batch_slots = len(dataset) if is_stream else 1
-    videos = VideoSinks(batch_slots)
-
-    if isinstance(model, DetectMultiBackend):
-        model.warmup(imgsz=(1, 3, *imgsz))
-    elif device.type != "cpu":  # warm up CUDA kernels so the first image's time is representative
-        model(torch.zeros(1, 3, *imgsz, device=device).type_as(next(model.parameters())))
-    seen, windows = 0, []
-    dt = (Profile(device=device), Profile(device=device), Profile(device=device))
+    detector.warm_up()
+    nms = partial(non_max_suppression, conf_thres=conf_thres, iou_thres=iou_thres, classes=classes,
+                  agnostic=agnostic_nms, max_det=max_det)
     try:
-        for path, im, im0s, vid_cap, s in dataset:
-            with dt[0]:
-                im = torch.from_numpy(im).to(device)
-                im = im.half() if half else im.float()
-                im /= 255  # 0-255 to 0.0-1.0
-                if im.ndim == 3:
-                    im = im[None]
-                im = precision.batch(im)
-            with dt[1], precision.autocast():
-                feature_dir = increment_path(save_dir / Path(path).stem, mkdir=True) if visualize else False
-                pred = model(im, augment=augment, visualize=feature_dir) if visualize else model(im, augment=augment)
-                pred = pred[0].float() if isinstance(pred, (list, tuple)) else pred.float()  # NMS in fp32
-            with dt[2]:
-                pred = non_max_suppression(pred, conf_thres, iou_thres, classes, agnostic_nms, max_det=max_det)
-
-            for i, det in enumerate(pred):
-                seen += 1
-                if is_stream:
-                    p, im0, frame = path[i], im0s[i].copy(), dataset.count
-                    s += f"{i}: "
-                else:
-                    p, im0, frame = path, im0s.copy(), getattr(dataset, "frame", 0)
-                p = Path(p)
-                save_path = str(save_dir / p.name)
-                txt_path = str(save_dir / "labels" / p.stem) + ("" if dataset.mode == "image" else f"_{frame}")
-                s += "%gx%g " % im.shape[2:]
-                imc = im0.copy() if save_crop else im0
-                annotator = Annotator(im0, line_width=line_thickness, example=str(names))
-                if len(det):
-                    det[:, :4] = scale_boxes(im.shape[2:], det[:, :4], im0.shape).round()
-                    s += describe(det, names)
-                    if save_txt:
-                        write_labels(txt_path, det, im0.shape, save_conf)
-                    if save_csv:
-                        append_csv(save_dir / "predictions.csv",
-                                   [(p.name, names[int(c)], f"{float(conf):.2f}") for *_, conf, c in reversed(det)])
-                    for *xyxy, conf, cls in reversed(det):
-                        c = int(cls)
-                        if save_img or save_crop or view_img:
-                            label = None if hide_labels else (names[c] if hide_conf else f"{names[c]} {conf:.2f}")
-                            annotator.box_label(xyxy, label, color=colors(c, True))
-                        if save_crop:
-                            save_one_box(xyxy, imc, file=save_dir / "crops" / names[c] / f"{p.stem}.jpg", BGR=True)
-                im0 = annotator.result()
-                if view_img:
-                    if str(p) not in windows:
-                        windows.append(str(p))
-                        cv2.namedWindow(str(p), cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO)
-                        cv2.resizeWindow(str(p), im0.shape[1], im0.shape[0])
-                    cv2.imshow(str(p), im0)
-                    cv2.waitKey(1)
-                if save_img:
-                    if dataset.mode == "image":
-                        cv2.imwrite(save_path, im0)
-                    else:
-                        videos.write(i, save_path, im0, vid_cap)
-            LOGGER.info(f"{s}{'' if len(det) else '(no detections), '}{dt[1].dt * 1e3:.1f}ms")
+        images_seen, timers = _detect_batches(detector, dataset, is_stream, outputs, nms, augment, visualize,
+                                              save_dir)
     finally:
-        videos.release()
-
-    speeds = tuple(x.t / max(seen, 1) * 1e3 for x in dt)
-    LOGGER.info(f"Speed: %.1fms pre-process, %.1fms inference, %.1fms NMS per image at shape {(1, 3, *imgsz)}"
-                % speeds)
+        outputs.close()
+    _log_speed(timers, images_seen, detector.imgsz)
     if update:
         _update(weights)
     if save_txt or save_img:
-        n_labels = len(list(save_dir.glob("labels/*.txt")))
-        labels = f"\n{n_labels} labels saved to {save_dir / 'labels'}" if save_txt else ""
-        LOGGER.info(f"Results saved to {colorstr('bold', save_dir)}{labels}")
+        _log_results(save_dir, save_txt)
     return save_dir
 
 

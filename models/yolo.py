@@ -18,6 +18,7 @@ if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))  # so `python models/yolo.py` finds models/ and utils/
 
 from models.blocks import Concat, Contract, Expand, fuse_convs  # noqa: E402
+from models.inspected_forward import forward_inspected  # noqa: E402
 from models.model_yaml import (  # noqa: E402
     ACTIVATIONS,
     CHANNEL_MODULES,
@@ -32,9 +33,7 @@ from models.model_yaml import (  # noqa: E402
 from utils.autoanchor import check_anchor_order  # noqa: E402
 from utils.log import LOGGER  # noqa: E402
 from utils.model_utils import initialize_weights, make_divisible, model_info, scale_img  # noqa: E402
-from utils.plots import feature_visualization  # noqa: E402
 from utils.precision import single_threaded  # noqa: E402
-from utils.profiling import layer_cost  # noqa: E402
 
 TTA_SCALES, TTA_FLIPS = (1, 0.83, 0.67), (None, 3, None)  # test-time augmentation: sizes, and 3 = left-right flip
 
@@ -135,7 +134,7 @@ class BaseModel(nn.Module):
 
     def _forward_once(self, x, profile=False, visualize=False):
         if profile or visualize:
-            return self._forward_inspected(x, profile, visualize)
+            return forward_inspected(self.model, self.save, x, profile, visualize)
         outputs = []  # only the layers in self.save are kept
         for m in self.model:
             if m.f != -1:
@@ -143,31 +142,6 @@ class BaseModel(nn.Module):
             x = m(x)
             outputs.append(x if m.i in self.save else None)
         return x
-
-    def _forward_inspected(self, x, profile, visualize):
-        """_forward_once's pass, also logging each layer's cost (profile) and/or saving its feature maps to the folder
-        `visualize`. Kept apart so that the plain pass pays nothing per layer for either."""
-        outputs, times = [], []
-        for m in self.model:
-            if m.f != -1:
-                x = outputs[m.f] if isinstance(m.f, int) else [x if j == -1 else outputs[j] for j in m.f]
-            if profile:
-                self._profile_one_layer(m, x, times)
-            x = m(x)
-            outputs.append(x if m.i in self.save else None)
-            if visualize:
-                feature_visualization(x, m.type, m.i, save_dir=Path(visualize))
-        return x
-
-    def _profile_one_layer(self, m, x, times):
-        """Log layer m's forward time (ms, mean of 10 runs), GFLOPs and parameters, as YOLOv5's profile=True does."""
-        ms, gflops = layer_cost(m, x)
-        times.append(ms)
-        if m is self.model[0]:
-            LOGGER.info(f"{'time (ms)':>10s} {'GFLOPs':>10s} {'params':>10s}  module")
-        LOGGER.info(f"{ms:10.2f} {gflops:10.2f} {m.np:10.0f}  {m.type}")
-        if m is self.model[-1]:
-            LOGGER.info(f"{sum(times):10.2f} {'-':>10s} {'-':>10s}  Total")
 
     def fuse(self):
         """Fold every Conv's BatchNorm into its convolution (inference only; outputs unchanged)."""

@@ -12,10 +12,6 @@ from utils.files import ROOT
 
 SOURCE_FOLDERS = ("models", "utils", "benchmarks")  # with the scripts in the root: the project's code (tests apart)
 MAX_LINES = 400
-# module: why it is longer for now (an entry that is no longer needed fails test_modules_short, so it is removed)
-LONG_MODULES = {
-    "models.yolo": "409 lines since --profile/--visualize and the hub configs landed; its owner (the hub work) splits it",
-}
 
 
 def project_modules(root=ROOT, packages=SOURCE_FOLDERS):
@@ -136,5 +132,4 @@ def test_no_import_cycles():
 
 def test_modules_short():
     counts = {name: len(path.read_text().splitlines()) for name, path in project_modules().items()}
-    assert not {name: n for name, n in counts.items() if n > MAX_LINES and name not in LONG_MODULES}
-    assert all(counts.get(name, 0) > MAX_LINES for name in LONG_MODULES), "a LONG_MODULES entry is no longer needed"
+    assert not {name: n for name, n in counts.items() if n > MAX_LINES}
