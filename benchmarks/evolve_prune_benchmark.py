@@ -9,8 +9,10 @@ each from --searches search seeds (--baseline-searches for gp-1epoch when time i
 the CLI, python train.py ... --evolve N, in a subprocess. A pruned search's N is not known in advance, since a
 candidate costs 1 to --horizon epochs: the search starts with budget / horizon candidates (the count if all ran to the
 end), then the same command continues the same folder with a larger N, the candidates added being the epochs left
-divided by the mean epochs per candidate so far (at least 1), until evolve_rungs.csv says the epochs spent reach the
-budget; the overshoot is at most about one round's spread, and the table prints the epochs really spent.
+divided by --horizon (at least 1: a round cannot overspend even if every candidate it adds runs to the end), until
+evolve_rungs.csv says the epochs spent reach the budget; the overshoot is at most one candidate's epochs, and the table
+prints the epochs really spent. (Sizing rounds by the mean epochs per candidate so far overspent: early rounds prune
+most candidates at epoch 1, later ones promote more.)
 Then each search's pick (its hyp_evolved.yaml) and the default hyps are retrained for --horizon epochs through the CLI
 (python train.py --hyp ... --seed s) on --verify-seeds seeds that no search used, and the gain of each pick over the
 defaults is paired by seed. Per method and search it prints the candidates tried, how many reached each rung, the
@@ -125,7 +127,7 @@ def run_search(args, extra, method, seed):
         if spent >= args.budget or (tried, spent) == (search.tried, search.spent):
             break  # spent, or the command added nothing (it would not the next time either)
         search.tried, search.spent = tried, spent
-        count = max(count, tried) + max(1, int((args.budget - spent) // (spent / tried)))
+        count = max(count, tried) + max(1, (args.budget - spent) // args.horizon)
     search.tried, search.spent = tried, spent
     return search
 
