@@ -40,7 +40,8 @@ def make_opt(folder, generations, address, **kwargs):
 
 
 def make_train(sleep_s=0.0, fail_initial=None, log_dir=None):
-    """A fake train() shipped by value: optionally raises for the initial hyps, logs (pid, dataset id) per call."""
+    """A fake train() shipped by value: optionally raises for the initial hyps, logs (pid, dataset id) per call, the
+    dataset built through the worker's TrainingCache as train() builds it."""
 
     def fake_train(hyp, opt, device, callbacks=None, cache=None):
         import os
@@ -51,7 +52,7 @@ def make_train(sleep_s=0.0, fail_initial=None, log_dir=None):
         if log_dir is not None:
             from utils.dataloaders import create_dataloader
 
-            _, dataset = create_dataloader(opt.data["train"], 64, 2, 32, hyp=hyp, workers=0)
+            _, dataset = create_dataloader(opt.data["train"], 64, 2, 32, hyp=hyp, workers=0, datasets=cache.datasets)
             with open(os.path.join(log_dir, f"{os.getpid()}.txt"), "a") as f:
                 f.write(f"{id(dataset)}\n")
         time.sleep(sleep_s)
