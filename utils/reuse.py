@@ -6,9 +6,9 @@ letterboxed, unaugmented and in a fixed order, so a replay gives the same number
 
 TrainingCache: what the candidates of one --evolve process (or one Ray worker) share, passed explicitly to train():
 datasets by their constructor arguments (labels scanned and images cached once), the model built from a cfg and
-weights (copied for each candidate, the random state left as the build leaves it), and the validation loaders with their replayed batches. The training loader is
-built for each candidate: its shuffle order and augmentation streams are seeded when it is created, so a candidate
-trains exactly as `train.py --hyp` with the same --seed does.
+weights (copied for each candidate, the random state left as the build leaves it), and the validation loaders with
+their replayed batches. The training loader is built for each candidate: its shuffle order and augmentation streams
+are seeded when it is created, so a candidate trains exactly as `train.py --hyp` with the same --seed does.
 """
 
 import copy
