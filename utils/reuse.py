@@ -29,8 +29,6 @@ class ReplayLoader:
     def __init__(self, loader):
         self.loader = loader
         self.dataset = loader.dataset
-        self.batch_size = loader.batch_size
-        self.num_workers = loader.num_workers
         self.batches = None
 
     def __len__(self):

@@ -220,11 +220,9 @@ class Evolution:
                     f"Usage example: $ python train.py --hyp {self.store.yaml}")
 
 
-def run_local(source, device, train_fn, poll_s=5.0, cache=None):
-    """Train the source's candidates one after another in this process until it says STOP.
-
-    cache: the reuse.TrainingCache its trainings share (a new one when None)."""
-    cache = TrainingCache() if cache is None else cache
+def run_local(source, device, train_fn, poll_s, cache):
+    """Train the source's candidates one after another in this process until it says STOP; they share `cache`, the
+    process's reuse.TrainingCache."""
     with source.progress():
         while True:
             step = source.next_candidate()
