@@ -1,11 +1,12 @@
 """BackgroundPlots: drawings run off the caller's thread, in order, all done when the block ends; errors surface."""
 
+import os
 import threading
 import time
 
 import pytest
 
-from utils.background_plots import BackgroundPlots
+from utils.background_plots import CAN_FORK, BackgroundPlots
 
 
 def test_drawings_run_in_order_on_another_thread_and_are_done_at_exit():
@@ -43,3 +44,49 @@ def test_the_blocks_own_error_wins_and_the_drawing_error_is_logged(log_lines):
             drawer.submit(lambda: 1 / 0)
             raise KeyError("validation failed")
     assert any("plotting failed too: division by zero" in line for line in log_lines)
+
+
+@pytest.mark.skipif(not CAN_FORK, reason="forked drawing is Linux-only")
+def test_a_forked_drawing_runs_in_another_process_beside_the_thread(tmp_path):
+    def draw(name, delay=0.0):
+        time.sleep(delay)
+        (tmp_path / name).write_text(str(os.getpid()))
+
+    start = time.perf_counter()
+    with BackgroundPlots() as drawer:
+        drawer.submit_forked(draw, "forked", delay=0.5)
+        drawer.submit(draw, "threaded", delay=0.5)
+        assert not (tmp_path / "forked").exists()  # the caller went on
+    assert time.perf_counter() - start < 0.95  # the two drawings overlapped
+    assert int((tmp_path / "forked").read_text()) != os.getpid()
+    assert int((tmp_path / "threaded").read_text()) == os.getpid()
+
+
+@pytest.mark.skipif(not CAN_FORK, reason="forked drawing is Linux-only")
+def test_a_forked_drawing_starts_after_the_threads_earlier_drawings(tmp_path):
+    order = tmp_path / "order"
+
+    def draw(name, delay=0.0):
+        time.sleep(delay)
+        with open(order, "a") as f:
+            f.write(name + " ")
+
+    with BackgroundPlots() as drawer:
+        drawer.submit(draw, "mosaic", delay=0.3)
+        drawer.submit_forked(draw, "matrix")
+    assert order.read_text().split() == ["mosaic", "matrix"]
+
+
+@pytest.mark.skipif(not CAN_FORK, reason="forked drawing is Linux-only")
+@pytest.mark.parametrize("fail, message", [(lambda: 1 / 0, "ZeroDivisionError: division by zero"),
+                                           (lambda: os._exit(3), "ended without a result")])
+def test_a_forked_drawing_error_is_raised_at_exit(fail, message):
+    with pytest.raises(RuntimeError, match=message):
+        with BackgroundPlots() as drawer:
+            drawer.submit_forked(fail)
+
+
+def test_forked_drawing_disabled_draws_nothing(tmp_path):
+    with BackgroundPlots(enabled=False) as drawer:
+        drawer.submit_forked((tmp_path / "x").write_text, "drawn")
+    assert not (tmp_path / "x").exists()

@@ -4,11 +4,54 @@ caller goes on (inference, matching, metrics), as YOLOv5 draws its val_batch mos
 Drawing (matplotlib's Agg renderer, OpenCV, PNG and JPEG encoding) spends much of its time outside the GIL, and
 torch's kernels release it too, so the two overlap on a machine with a spare core. One thread, not several: the
 figures then never share matplotlib's font cache between threads, and they are written in a fixed order.
+
+The figures that wait for the last batch (confusion matrix, curves) have nothing left to overlap with, and
+matplotlib mostly holds the GIL, so a second thread would not help: submit_forked() draws one in a forked child
+process instead, on another core (Linux; elsewhere it joins the thread's queue).
 """
 
+import multiprocessing
+import sys
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
 
 from utils.log import LOGGER
+
+CAN_FORK = sys.platform.startswith("linux")  # macOS can fork, but its system libraries are not fork-safe
+
+
+def _draw_in_child(sender, fn, args, kwargs):
+    """The forked child's work: draw, then send None, or the error's text, to the parent."""
+    try:
+        fn(*args, **kwargs)
+        sender.send(None)
+    except BaseException as e:  # the parent raises it; the child must still report and exit
+        sender.send(f"{type(e).__name__}: {e}")
+    finally:
+        sender.close()
+
+
+class _ForkedDrawing:
+    """One drawing in a forked child process; exception() waits for it, like a Future's."""
+
+    def __init__(self, fn, args, kwargs):
+        context = multiprocessing.get_context("fork")
+        self._receiver, sender = context.Pipe(duplex=False)
+        self._name = getattr(fn, "__name__", "drawing")
+        self._process = context.Process(target=_draw_in_child, args=(sender, fn, args, kwargs), daemon=True)
+        self._process.start()
+        sender.close()  # the child holds the only write end: a child that dies gives EOF, not a hang
+
+    def exception(self):
+        try:
+            error = self._receiver.recv()
+        except EOFError:
+            error = "its process ended without a result"
+        self._process.join()
+        self._receiver.close()
+        if error is None and self._process.exitcode:
+            error = f"its process exited with code {self._process.exitcode}"
+        return None if error is None else RuntimeError(f"{self._name} failed in a child process: {error}")
 
 
 class BackgroundPlots:
@@ -26,6 +69,19 @@ class BackgroundPlots:
     def submit(self, fn, *args, **kwargs):
         if self.enabled:
             self._pending.append(self._executor.submit(fn, *args, **kwargs))
+
+    def submit_forked(self, fn, *args, **kwargs):
+        """Like submit(), but drawn in a forked child process, beside the thread's queue, where fork is safe.
+
+        The child starts once the thread's earlier drawings are done, so that it copies no half-drawn figure state;
+        its arguments are the caller's objects as they are now (the child gets a copy of the process)."""
+        if not self.enabled:
+            return
+        if not CAN_FORK:
+            self.submit(fn, *args, **kwargs)
+            return
+        wait_for(self._pending)
+        self._pending.append(_ForkedDrawing(fn, args, kwargs))
 
     def wait(self):
         """Block until every submitted drawing is done; raise the first error one of them raised."""
