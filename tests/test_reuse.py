@@ -6,6 +6,8 @@ import torch
 import yaml
 
 import train
+from utils import cpu_threads
+from utils.cpu_threads import ThreadTuner
 from utils.files import ROOT
 from utils.reuse import ReplayLoader, TrainingCache, replayable
 from utils.synthetic import CLASS_NAMES, make_shapes_dataset
@@ -77,9 +79,20 @@ def test_cached_model_is_a_copy_and_leaves_the_random_state_of_a_fresh_build():
 
 
 @pytest.mark.slow
-def test_candidates_with_the_cache_train_exactly_as_without(tmp_path):
+@pytest.fixture
+def one_thread(monkeypatch):
+    """Training on one intra-op thread, with ThreadTuners that have no other count to try."""
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(cpu_threads, "STARTUP_THREADS", 1)
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_candidates_with_the_cache_train_exactly_as_without(tmp_path, one_thread):
     """Two candidates trained through one TrainingCache (the second reusing the datasets, model and val batches the
-    first built) give the very results each gives trained alone."""
+    first built) give the very results each gives trained alone, at the same thread count: the count a ThreadTuner
+    picks by timing (which the cache carries over, and which changes oneDNN's sums) is pinned to one here."""
     root = make_shapes_dataset(tmp_path / "shapes", train=16, val=8, size=96, workers=0)
     data = tmp_path / "shapes.yaml"
     data.write_text(yaml.safe_dump({"path": str(root), "train": "images/train", "val": "images/val",
@@ -101,3 +114,9 @@ def test_candidates_with_the_cache_train_exactly_as_without(tmp_path):
     alone = [candidate(hyp, f"alone{i}", None) for i, hyp in enumerate(hyps)]
     assert len(cache.models) == 1 and len(cache.val_loaders) == 1 and len(cache.datasets) == 2
     assert shared == alone and shared[0] != shared[1]
+
+
+def test_the_cache_keeps_one_thread_tuner():
+    cache = TrainingCache()
+    tuner = cache.threads()
+    assert isinstance(tuner, ThreadTuner) and cache.threads() is tuner
