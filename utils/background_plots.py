@@ -21,12 +21,15 @@ CAN_FORK = sys.platform.startswith("linux")  # macOS can fork, but its system li
 
 
 def _draw_in_child(sender, fn, args, kwargs):
-    """The forked child's work: draw, then send None, or the error's text, to the parent."""
+    """The forked child's work: draw, then send None, or the error (its text if it cannot be pickled), to the parent."""
     try:
         fn(*args, **kwargs)
         sender.send(None)
     except BaseException as e:  # the parent raises it; the child must still report and exit
-        sender.send(f"{type(e).__name__}: {e}")
+        try:
+            sender.send(e)
+        except Exception:
+            sender.send(f"{type(e).__name__}: {e}")
     finally:
         sender.close()
 
@@ -51,7 +54,9 @@ class _ForkedDrawing:
         self._receiver.close()
         if error is None and self._process.exitcode:
             error = f"its process exited with code {self._process.exitcode}"
-        return None if error is None else RuntimeError(f"{self._name} failed in a child process: {error}")
+        if error is None or isinstance(error, BaseException):
+            return error
+        return RuntimeError(f"{self._name} failed in a child process: {error}")
 
 
 class BackgroundPlots:
