@@ -11,6 +11,7 @@ import torch
 from scipy.cluster.vq import kmeans
 from torch import nn
 
+import utils.autoanchor as autoanchor
 from utils.autoanchor import (
     _evolve,
     _FitnessBound,
@@ -190,6 +191,20 @@ def test_check_anchors_on_real_model():
     assert best_possible_recall(dataset, new_px) > 0.98
 
 
+def assert_same_as_reference(dataset, n, img_size, thr, seed, gen):
+    """kmean_anchors gives reference_kmean_anchors' anchors, bit for bit, and leaves random and np.random as it does."""
+    results = []
+    for evolve in (reference_kmean_anchors, kmean_anchors):
+        random.seed(seed)
+        np.random.seed(seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # zero sizes must not leak numpy warnings
+            results.append((evolve(dataset, n=n, img_size=img_size, thr=thr, gen=gen), rng_states()))
+    (expected, expected_states), (anchors, states) = results
+    assert anchors.dtype == expected.dtype and np.array_equal(anchors, expected)
+    assert_same_rng_states(states, expected_states)
+
+
 @pytest.mark.parametrize("dataset, n, thr, seed", [
     (lognormal_dataset(), 9, 4.0, 0),
     (lognormal_dataset(), 9, 2.0, 1),
@@ -199,30 +214,20 @@ def test_check_anchors_on_real_model():
     (lognormal_dataset(n_images=1, boxes=5), 9, 4.0, 5),  # fewer boxes than anchors: random start
 ])
 def test_kmean_anchors_equal_one_candidate_at_a_time(dataset, n, thr, seed):
-    results = []
-    for evolve in (reference_kmean_anchors, kmean_anchors):
-        random.seed(seed)
-        np.random.seed(seed)
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")  # zero sizes must not leak numpy warnings
-            results.append((evolve(dataset, n=n, img_size=640, thr=thr, gen=400), rng_states()))
-    (expected, expected_states), (anchors, states) = results
-    assert anchors.dtype == expected.dtype and np.array_equal(anchors, expected)
-    assert_same_rng_states(states, expected_states)
+    assert_same_as_reference(dataset, n, 640, thr, seed, gen=400)
+
+
+def test_kmean_anchors_screen_nothing_above_the_box_limit(monkeypatch):
+    monkeypatch.setattr(autoanchor, "SCREENED_BOXES_MAX", 100)
+    monkeypatch.setattr(autoanchor, "_FitnessBound", None)  # never built
+    assert_same_as_reference(lognormal_dataset(), 9, 640, 4.0, 0, gen=200)
 
 
 @pytest.mark.skipif(not COCO128_TRAIN.is_dir(), reason="needs ../datasets/coco128 (staged COCO128)")
 def test_kmean_anchors_equal_one_candidate_at_a_time_on_coco128():
     dataset = LoadImagesAndLabels(str(COCO128_TRAIN), img_size=320)
     for thr, seed in ((4.0, 0), (2.5, 1)):
-        results = []
-        for evolve in (reference_kmean_anchors, kmean_anchors):
-            random.seed(seed)
-            np.random.seed(seed)
-            results.append((evolve(dataset, n=9, img_size=320, thr=thr, gen=1000), rng_states()))
-        (expected, expected_states), (anchors, states) = results
-        assert np.array_equal(anchors, expected)
-        assert_same_rng_states(states, expected_states)
+        assert_same_as_reference(dataset, 9, 320, thr, seed, gen=1000)
 
 
 @pytest.mark.parametrize("noop_below", [0.0, 0.05])  # 0.05: random.random() gives 0 (a no-op generation) at times

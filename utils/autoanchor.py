@@ -1,17 +1,24 @@
 """AutoAnchor: measure how well a model's anchors fit a dataset's boxes, and evolve better ones when they do not."""
 
+import contextlib
 import random
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from utils.cpu_threads import single_threaded
 from utils.dataloaders import LoadImagesAndLabels
 from utils.dataset_config import check_dataset
 from utils.log import LOGGER, TQDM_BAR_FORMAT, colorstr
 
 PREFIX = colorstr("AutoAnchor: ")
 MUTATION_PROB, MUTATION_SIGMA = 0.9, 0.1  # kmean_anchors' evolution: share of values mutated, size of a mutation
+# Above this many boxes kmean_anchors screens no candidates: the float32 sum in its fitness may then round by more
+# than most candidates fall short (the screen must allow n ulp: 0.2%), and torch sums them on several threads, whose
+# count decides the rounding. Below it every one of fitness's reductions runs on one thread, so one intra-op thread
+# gives the same result without a second one spinning in OpenMP's barriers.
+SCREENED_BOXES_MAX = 2**15
 MIN_BLOCK, MAX_BLOCK = 4, 64  # candidates screened at once: few after an improvement (it makes the rest stale), more after none
 
 
@@ -139,7 +146,10 @@ def kmean_anchors(dataset="./data/coco128.yaml", n=9, img_size=640, thr=4.0, gen
         if verbose:
             report(k, verbose)
 
-    k = _evolve(k, _mutations(k.shape, gen), fitness, _FitnessBound(wh, thr, n), bar.update, improved)
+    screened = len(wh) < SCREENED_BOXES_MAX
+    with single_threaded() if screened else contextlib.nullcontext():
+        bound = _FitnessBound(wh, thr, n) if screened else None
+        k = _evolve(k, _mutations(k.shape, gen), fitness, bound, bar.update, improved)
     bar.close()
     return report(k).astype(np.float32)
 
@@ -173,10 +183,11 @@ class _FitnessBound:
     """Upper bounds on kmean_anchors' fitness for a block of candidate anchor sets, from float32 log-ratios.
 
     fitness(k) is the float32 mean over boxes of best * (best > thr), best being the box's best ratio over anchors.
-    Here best = exp(-min over anchors of max |log box size - log anchor size|), with an allowance for the float32
-    rounding of the logs and their differences, inflated by 2**-20 (more than fitness's own 3-ulp rounding of ratios);
-    `scale` adds the rounding of a float32 sum of n terms in any order ((n - 1) ulp of the sum at most) and of the
-    mean's division. So fitness can exceed a value only if this bound does.
+    Here best = exp(allowance - min over anchors of max |log box size - log anchor size|): the allowance covers the
+    float32 rounding of these logs and their differences, plus 2**-20 for fitness's own rounding of each ratio (3 ulp
+    at most), so no box's best is below fitness's. `scale` adds the rounding of a float32 sum of n terms in any order
+    ((n - 1) ulp of the sum at most), of the mean's division, and of this float64 sum. So fitness can exceed a value
+    only if this bound does.
     """
 
     def __init__(self, wh, thr, anchors):
@@ -192,7 +203,7 @@ class _FitnessBound:
     def __call__(self, candidates):
         """Bounds (b,) for candidates (b <= MAX_BLOCK, anchors, 2) in pixels."""
         log_anchors = np.log(candidates.astype(np.float32).astype(np.float64))  # fitness's float32 anchors
-        allowance = 2.0 ** -22 * (self.largest_log + np.abs(log_anchors).max())  # float32 rounding of log ratios
+        allowance = 2.0 ** -20 + 2.0 ** -22 * (self.largest_log + np.abs(log_anchors).max())
         log_anchors = log_anchors.astype(np.float32)[..., None]
         width, height = self.buffers[:, : len(candidates)]  # (b, anchors, n) each
         np.abs(np.subtract(self.log_w, log_anchors[:, :, 0], out=width), out=width)
@@ -205,13 +216,14 @@ class _FitnessBound:
 def _evolve(k, multipliers, fitness, bound, advance, improved):
     """kmean_anchors' genetic loop: candidate (k * multipliers[g]).clip(min=2.0) replaces k when its fitness beats
     the best so far. Blocks of candidates are screened with bound(); only those it cannot rule out get the exact
-    fitness() that decides, so the result is the one-at-a-time loop's, bit for bit. advance(generations) reports
-    progress, improved(best_fitness, k) each improvement."""
+    fitness() that decides, so the result is the one-at-a-time loop's, bit for bit (bound None: every candidate gets
+    fitness()). advance(generations) reports progress, improved(best_fitness, k) each improvement."""
     best_fitness, generation, block = fitness(k), 0, MIN_BLOCK
     while generation < len(multipliers):
         candidates = (k * multipliers[generation:generation + block]).clip(min=2.0)
         done = len(candidates)
-        for j in np.flatnonzero(bound(candidates) > float(best_fitness)):
+        bounds = bound(candidates) if bound else np.full(len(candidates), np.inf)
+        for j in np.flatnonzero(bounds > float(best_fitness)):
             f = fitness(candidates[j])
             if f > best_fitness:
                 best_fitness, k, done = f, candidates[j].copy(), j + 1
