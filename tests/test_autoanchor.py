@@ -192,8 +192,9 @@ def test_check_anchors_on_real_model():
 
 
 def assert_same_as_reference(dataset, n, img_size, thr, seed, gen):
-    """kmean_anchors gives reference_kmean_anchors' anchors, bit for bit, and leaves random and np.random as it does."""
-    results = []
+    """kmean_anchors gives reference_kmean_anchors' anchors, bit for bit, leaves random and np.random as it does, and
+    the intra-op thread count as it found it."""
+    results, threads = [], torch.get_num_threads()
     for evolve in (reference_kmean_anchors, kmean_anchors):
         random.seed(seed)
         np.random.seed(seed)
@@ -203,6 +204,7 @@ def assert_same_as_reference(dataset, n, img_size, thr, seed, gen):
     (expected, expected_states), (anchors, states) = results
     assert anchors.dtype == expected.dtype and np.array_equal(anchors, expected)
     assert_same_rng_states(states, expected_states)
+    assert torch.get_num_threads() == threads
 
 
 @pytest.mark.parametrize("dataset, n, thr, seed", [
@@ -212,6 +214,7 @@ def assert_same_as_reference(dataset, n, img_size, thr, seed, gen):
     (lognormal_dataset(seed=2, zero_width=True), 9, 3.0, 3),
     (fake_dataset([(240, 8), (8, 240), (400, 16)]), 9, 4.0, 4),  # few distinct sizes: many equal ratios
     (lognormal_dataset(n_images=1, boxes=5), 9, 4.0, 5),  # fewer boxes than anchors: random start
+    (fake_dataset([(1, 1)], n_images=2), 3, 4.0, 6),  # no box of 2 px: nan fitness, nothing kept
 ])
 def test_kmean_anchors_equal_one_candidate_at_a_time(dataset, n, thr, seed):
     assert_same_as_reference(dataset, n, 640, thr, seed, gen=400)

@@ -14,12 +14,12 @@ from utils.log import LOGGER, TQDM_BAR_FORMAT, colorstr
 
 PREFIX = colorstr("AutoAnchor: ")
 MUTATION_PROB, MUTATION_SIGMA = 0.9, 0.1  # kmean_anchors' evolution: share of values mutated, size of a mutation
-# Above this many boxes kmean_anchors screens no candidates: the float32 sum in its fitness may then round by more
-# than most candidates fall short (the screen must allow n ulp: 0.2%), and torch sums them on several threads, whose
-# count decides the rounding. Below it every one of fitness's reductions runs on one thread, so one intra-op thread
-# gives the same result without a second one spinning in OpenMP's barriers.
+# kmean_anchors screens candidates only below this many boxes. Above it, the float32 sum in its fitness may round by
+# more than most candidates fall short (the screen must allow n ulp: 0.2% here), and torch splits that sum across its
+# threads, so their count decides the rounding. Below it the result is the same on any thread count, so the evolution
+# runs on one intra-op thread: a second only spins in OpenMP's barriers between these small ops (60% more CPU time).
 SCREENED_BOXES_MAX = 2**15
-MIN_BLOCK, MAX_BLOCK = 4, 64  # candidates screened at once: few after an improvement (it makes the rest stale), more after none
+MIN_BLOCK, MAX_BLOCK = 4, 64  # candidates screened at once: doubling while none improves (an improvement stales the rest)
 
 
 def check_anchor_order(m):
@@ -146,7 +146,7 @@ def kmean_anchors(dataset="./data/coco128.yaml", n=9, img_size=640, thr=4.0, gen
         if verbose:
             report(k, verbose)
 
-    screened = len(wh) < SCREENED_BOXES_MAX
+    screened = 0 < len(wh) < SCREENED_BOXES_MAX
     with single_threaded() if screened else contextlib.nullcontext():
         bound = _FitnessBound(wh, thr, n) if screened else None
         k = _evolve(k, _mutations(k.shape, gen), fitness, bound, bar.update, improved)
@@ -190,14 +190,14 @@ class _FitnessBound:
     only if this bound does.
     """
 
-    def __init__(self, wh, thr, anchors):
+    def __init__(self, wh, thr, anchors):  # wh: (0 < n < SCREENED_BOXES_MAX, 2) float32 box sizes
         with np.errstate(divide="ignore", invalid="ignore"):  # zero (or bad) sizes: ratio 0 (or nan), adding nothing
             log_wh = np.log(np.ascontiguousarray(wh.numpy().T, dtype=np.float64))  # (2, n)
         self.largest_log = np.abs(log_wh[np.isfinite(log_wh)]).max(initial=0.0)
         self.log_w, self.log_h = log_wh.astype(np.float32)
         self.thr = min(thr, float(np.float32(thr)))  # fitness compares float32 values with thr
         count_ulp = (len(wh) + 4) * 2.0 ** -24
-        self.scale = (1 + 2.0 ** -20) * (1 + count_ulp / (1 - count_ulp)) / len(wh) if count_ulp < 1 else np.inf
+        self.scale = (1 + 2.0 ** -20) * (1 + count_ulp / (1 - count_ulp)) / len(wh)
         self.buffers = np.empty((2, MAX_BLOCK, anchors, len(wh)), np.float32)  # reused: fresh ones cost page faults
 
     def __call__(self, candidates):
@@ -229,7 +229,7 @@ def _evolve(k, multipliers, fitness, bound, advance, improved):
                 best_fitness, k, done = f, candidates[j].copy(), j + 1
                 improved(best_fitness, k)
                 break
-        block = MIN_BLOCK if done < len(candidates) else min(2 * block, MAX_BLOCK)  # after an improvement the rest is stale
+        block = MIN_BLOCK if done < len(candidates) else min(2 * block, MAX_BLOCK)
         generation += done
         advance(done)
     return k
