@@ -19,7 +19,7 @@ MUTATION_PROB, MUTATION_SIGMA = 0.9, 0.1  # kmean_anchors' evolution: share of v
 # threads, so their count decides the rounding. Below it the result is the same on any thread count, so the evolution
 # runs on one intra-op thread: a second only spins in OpenMP's barriers between these small ops (60% more CPU time).
 SCREENED_BOXES_MAX = 2**15
-MIN_BLOCK, MAX_BLOCK = 4, 64  # candidates screened at once: doubling while none improves (an improvement stales the rest)
+MIN_BLOCK, MAX_BLOCK = 4, 64  # candidates screened at once: doubling while none improves (improving stales the rest)
 
 
 def check_anchor_order(m):
