@@ -1,16 +1,25 @@
 """AutoAnchor: measure how well a model's anchors fit a dataset's boxes, and evolve better ones when they do not."""
 
+import contextlib
 import random
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from utils.cpu_threads import single_threaded
 from utils.dataloaders import LoadImagesAndLabels
 from utils.dataset_config import check_dataset
 from utils.log import LOGGER, TQDM_BAR_FORMAT, colorstr
 
 PREFIX = colorstr("AutoAnchor: ")
+MUTATION_PROB, MUTATION_SIGMA = 0.9, 0.1  # kmean_anchors' evolution: share of values mutated, size of a mutation
+# kmean_anchors screens candidates only below this many boxes. Above it, the float32 sum in its fitness may round by
+# more than most candidates fall short (the screen must allow n ulp: 0.2% here), and torch splits that sum across its
+# threads, so their count decides the rounding. Below it the result is the same on any thread count, so the evolution
+# runs on one intra-op thread: a second only spins in OpenMP's barriers between these small ops (60% more CPU time).
+SCREENED_BOXES_MAX = 2**15
+MIN_BLOCK, MAX_BLOCK = 4, 64  # candidates screened at once: doubling while none improves (improving stales the rest)
 
 
 def check_anchor_order(m):
@@ -130,18 +139,97 @@ def kmean_anchors(dataset="./data/coco128.yaml", n=9, img_size=640, thr=4.0, gen
     k = report(k, verbose=False)
 
     # genetic refinement: multiplicative mutations of ~10% on ~90% of the values, kept when fitness improves
-    best_fitness, shape, mutation_prob, sigma = fitness(k), k.shape, 0.9, 0.1
-    bar = tqdm(range(gen), bar_format=TQDM_BAR_FORMAT)
-    for _ in bar:
-        v = np.ones(shape)
-        while (v == 1).all():  # mutate until something changes
-            v = ((np.random.random(shape) < mutation_prob) * random.random() * np.random.randn(*shape) * sigma + 1)
-            v = v.clip(0.3, 3.0)
-        candidate = (k.copy() * v).clip(min=2.0)
-        f = fitness(candidate)
-        if f > best_fitness:
-            best_fitness, k = f, candidate.copy()
-            bar.desc = f"{PREFIX}Evolving anchors with Genetic Algorithm: fitness = {best_fitness:.4f}"
-            if verbose:
-                report(k, verbose)
+    bar = tqdm(total=gen, bar_format=TQDM_BAR_FORMAT)
+
+    def improved(best_fitness, k):
+        bar.desc = f"{PREFIX}Evolving anchors with Genetic Algorithm: fitness = {best_fitness:.4f}"
+        if verbose:
+            report(k, verbose)
+
+    screened = 0 < len(wh) < SCREENED_BOXES_MAX
+    with single_threaded() if screened else contextlib.nullcontext():
+        bound = _FitnessBound(wh, thr, n) if screened else None
+        k = _evolve(k, _mutations(k.shape, gen), fitness, bound, bar.update, improved)
+    bar.close()
     return report(k).astype(np.float32)
+
+
+def _mutation(shape):
+    """One generation's multipliers, redrawn while they would change nothing."""
+    v = np.ones(shape)
+    while (v == 1).all():
+        v = ((np.random.random(shape) < MUTATION_PROB) * random.random() * np.random.randn(*shape) * MUTATION_SIGMA + 1)
+        v = v.clip(0.3, 3.0)
+    return v
+
+
+def _mutations(shape, generations):
+    """(generations, *shape) multipliers: the values, and the global random and np.random states left behind, of
+    `generations` calls of _mutation. The draws do not depend on fitness, so they can all be made first, in bulk."""
+    if not generations:
+        return np.ones((0, *shape))
+    np_state, py_state = np.random.get_state(), random.getstate()
+    draws = [(np.random.random(shape), random.random(), np.random.randn(*shape)) for _ in range(generations)]
+    masks, scales, normals = (np.array(x) for x in zip(*draws))
+    v = ((masks < MUTATION_PROB) * scales[:, None, None] * normals * MUTATION_SIGMA + 1).clip(0.3, 3.0)
+    if (v == 1).all((1, 2)).any():  # _mutation would have redrawn a no-op generation: replay one at a time
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+        v = np.array([_mutation(shape) for _ in range(generations)])
+    return v
+
+
+class _FitnessBound:
+    """Upper bounds on kmean_anchors' fitness for a block of candidate anchor sets, from float32 log-ratios.
+
+    fitness(k) is the float32 mean over boxes of best * (best > thr), best being the box's best ratio over anchors.
+    Here best = exp(allowance - min over anchors of max |log box size - log anchor size|): the allowance covers the
+    float32 rounding of these logs and their differences, plus 2**-20 for fitness's own rounding of each ratio (two
+    roundings: 2**-23 relative at most), so no box's best is below fitness's. `scale` adds the rounding of a float32 sum of n terms in any order
+    ((n - 1) ulp of the sum at most), of the mean's division, and of this float64 sum. So fitness can exceed a value
+    only if this bound does.
+    """
+
+    def __init__(self, wh, thr, anchors):  # wh: (0 < n < SCREENED_BOXES_MAX, 2) float32 box sizes
+        with np.errstate(divide="ignore", invalid="ignore"):  # zero (or bad) sizes: ratio 0 (or nan), adding nothing
+            log_wh = np.log(np.ascontiguousarray(wh.numpy().T, dtype=np.float64))  # (2, n)
+        self.largest_log = np.abs(log_wh[np.isfinite(log_wh)]).max(initial=0.0)
+        self.log_w, self.log_h = log_wh.astype(np.float32)
+        self.thr = min(thr, float(np.float32(thr)))  # fitness compares float32 values with thr
+        count_ulp = (len(wh) + 4) * 2.0 ** -24
+        self.scale = (1 + 2.0 ** -20) * (1 + count_ulp / (1 - count_ulp)) / len(wh)
+        self.buffers = np.empty((2, MAX_BLOCK, anchors, len(wh)), np.float32)  # reused: fresh ones cost page faults
+
+    def __call__(self, candidates):
+        """Bounds (b,) for candidates (b <= MAX_BLOCK, anchors, 2) in pixels."""
+        log_anchors = np.log(candidates.astype(np.float32).astype(np.float64))  # fitness's float32 anchors
+        allowance = 2.0 ** -20 + 2.0 ** -22 * (self.largest_log + np.abs(log_anchors).max())
+        log_anchors = log_anchors.astype(np.float32)[..., None]
+        width, height = self.buffers[:, : len(candidates)]  # (b, anchors, n) each
+        np.abs(np.subtract(self.log_w, log_anchors[:, :, 0], out=width), out=width)
+        np.abs(np.subtract(self.log_h, log_anchors[:, :, 1], out=height), out=height)
+        distance = np.maximum(width, height, out=width).min(1)  # (b, n): the worse of w and h, best anchor
+        best = np.exp(allowance - distance.astype(np.float64))
+        return np.where(best > self.thr, best, 0.0).sum(1) * self.scale
+
+
+def _evolve(k, multipliers, fitness, bound, advance, improved):
+    """kmean_anchors' genetic loop: candidate (k * multipliers[g]).clip(min=2.0) replaces k when its fitness beats
+    the best so far. Blocks of candidates are screened with bound(); only those it cannot rule out get the exact
+    fitness() that decides, so the result is the one-at-a-time loop's, bit for bit (bound None: every candidate gets
+    fitness()). advance(generations) reports progress, improved(best_fitness, k) each improvement."""
+    best_fitness, generation, block = fitness(k), 0, MIN_BLOCK
+    while generation < len(multipliers):
+        candidates = (k * multipliers[generation:generation + block]).clip(min=2.0)
+        done = len(candidates)
+        bounds = bound(candidates) if bound else np.full(len(candidates), np.inf)
+        for j in np.flatnonzero(bounds > float(best_fitness)):
+            f = fitness(candidates[j])
+            if f > best_fitness:
+                best_fitness, k, done = f, candidates[j].copy(), j + 1
+                improved(best_fitness, k)
+                break
+        block = MIN_BLOCK if done < len(candidates) else min(2 * block, MAX_BLOCK)
+        generation += done
+        advance(done)
+    return k

@@ -9,6 +9,9 @@ from utils.evolve.meta import METRIC_KEYS, fitness
 from utils.evolve.store import EvolveStore
 from utils.files import atomic_open
 from utils.log import LOGGER
+from utils.plot_metrics import PNG_COMPRESS_LEVEL
+
+DPI = 200
 
 
 def _edges(values, bins):
@@ -28,7 +31,9 @@ def density(x, y, bins=20):
 
 def plot_evolve(evolve_csv, columns=5):
     """Draw evolve.png beside `evolve_csv` (replaced atomically) and log the best row's hyps; returns its path."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure  # no pyplot: the process's backend and open figures stay untouched
+    from matplotlib.layout_engine import TightLayoutEngine
 
     evolve_csv = Path(evolve_csv)
     keys, values = EvolveStore(evolve_csv.parent).read()
@@ -39,7 +44,8 @@ def plot_evolve(evolve_csv, columns=5):
     best = int(np.argmax(scores))
     hyp_keys = keys[metric_count:]
     rows = max(1, math.ceil(len(hyp_keys) / columns))
-    fig = Figure(figsize=(2 * columns, 2 * rows), tight_layout=True)
+    fig = Figure(figsize=(2 * columns, 2 * rows), dpi=DPI)
+    FigureCanvasAgg(fig)
     axes = fig.subplots(rows, columns, squeeze=False)
     LOGGER.info(f"Best results from row {best} of {evolve_csv}:")
     for i, ax in enumerate(axes.ravel()):
@@ -54,8 +60,11 @@ def plot_evolve(evolve_csv, columns=5):
         if i % columns:
             ax.set_yticklabels([])
         LOGGER.info(f"{key:>15}: {column[best]:.3g}")
+    # tight_layout=True would have savefig lay out in a draw of its own before the real one: lay out once, here, at
+    # the saving dpi (the layout measures text in pixels, and the figure is drawn at DPI)
+    TightLayoutEngine().execute(fig)
     out = evolve_csv.with_suffix(".png")
     with atomic_open(out, "wb") as f:
-        fig.savefig(f, format="png", dpi=200)
+        fig.savefig(f, format="png", dpi=DPI, pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL})
     LOGGER.info(f"Saved {out}")
     return out
