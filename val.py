@@ -247,7 +247,8 @@ def run(
 ):
     """Validate; returns ((P, R, mAP@0.5, mAP@0.5:0.95, box, obj, cls loss), per-class mAP@0.5:0.95 (nc,),
     (pre-process, inference, NMS) milliseconds per image). With plots, the figures are drawn on a background thread
-    while validation goes on, and are all written when run() returns."""
+    while validation goes on (the confusion matrix in a forked process, beside the curves), and are all written when
+    run() returns."""
     training = model is not None
     if training:
         setup = _set_up_training(model, amp, data, dataloader, batch_size, imgsz)

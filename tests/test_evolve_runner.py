@@ -1,6 +1,7 @@
 """The --evolve loop with a fast fake train(): files, shared folder across processes, crashes, RNG, memory."""
 
 import argparse
+import gc
 import math
 import os
 import random
@@ -166,6 +167,7 @@ def test_memory_does_not_grow_over_generations(tmp_path):
 
     run_evolution(make_opt(tmp_path, 20), "cpu", heavy_train)
     assert samples[19] == pytest.approx(samples[2], rel=0.10), samples
+    assert gc.get_freeze_count() == 0  # what the loop froze after its first generation is thawed
 
 
 def test_population_method_through_the_runner(tmp_path):

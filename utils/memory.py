@@ -32,6 +32,23 @@ def trim_heap():
         pass
 
 
+def freeze_loaded_objects():
+    """Exempt every object alive now from the cyclic garbage collector, for the rest of the process (gc.freeze).
+
+    For a loop of trainings, called once after the first has been released: the modules and caches loaded by then
+    (torch alone is about 240k objects) would be walked again by every full collection (release_memory() after each
+    training), 0.1-0.2 s each time. Frozen objects are still freed by reference counting, but not as part of a cycle:
+    freeze what lives as long as the loop, right after a collection, and thaw_objects() after the loop. Returns True.
+    """
+    gc.freeze()
+    return True
+
+
+def thaw_objects():
+    """Undo freeze_loaded_objects(): every object is the cyclic garbage collector's again (gc.unfreeze)."""
+    gc.unfreeze()
+
+
 def release_memory():
     """Give back what a finished training held: Python garbage, cached CUDA blocks, freed heap pages (glibc)."""
     gc.collect()

@@ -7,9 +7,11 @@ letterboxed, unaugmented and in a fixed order, so a replay gives the same number
 TrainingCache: what the candidates of one --evolve process (or one Ray worker) share, passed explicitly to train():
 datasets by their constructor arguments (labels scanned and images cached once), the model built from a cfg and
 weights (copied for each candidate, the random state left as the build leaves it), the validation loaders with
-their replayed batches, and the CPU ThreadTuner, so that its thread count carries over: a fresh tuner spends 4 of a
-1-epoch candidate's 8 steps trying one thread (0.58 s a step against 0.39 with two on an idle 2-core CPU). The training loader is built for each candidate: its shuffle order and augmentation streams
-are seeded when it is created, so a candidate trains exactly as `train.py --hyp` with the same --seed does.
+their replayed batches, and the CPU ThreadTuner. The training loader is built for each candidate: its shuffle order
+and augmentation streams are seeded when it is created, so a candidate trains exactly as `train.py --hyp` with the
+same --seed does at the same thread counts. The thread count is the one thing carried over: a fresh tuner spends 4 of
+a 1-epoch candidate's 8 steps trying one thread (0.58 s a step against 0.39 with two on an idle 2-core CPU), and
+oneDNN's sums, so the last bits of a result, depend on the count.
 """
 
 import copy

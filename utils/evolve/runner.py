@@ -33,7 +33,7 @@ from utils.evolve.verify import Verification
 from utils.files import ROOT
 from utils.hyp import load_hyp
 from utils.log import LOGGER, colorstr
-from utils.memory import release_memory
+from utils.memory import freeze_loaded_objects, release_memory, thaw_objects
 from utils.reuse import TrainingCache
 
 PREFIX = colorstr("evolve: ")
@@ -223,24 +223,32 @@ class Evolution:
 def run_local(source, device, train_fn, poll_s, cache):
     """Train the source's candidates one after another in this process until it says STOP; they share `cache`, the
     process's reuse.TrainingCache."""
-    with source.progress():
-        while True:
-            step = source.next_candidate()
-            if step == STOP:
-                break
-            if step == WAIT:
-                time.sleep(poll_s)
-                continue
-            hyp, ticket = step
-            try:
-                reporter = RungReporter(source.judge, ticket, hyp) if source.judge else None
-                outcome = train_candidate(train_fn, dict(hyp), source.candidate_opt(ticket), device, reporter, cache)
-            except BaseException:
-                source.release(ticket)
-                raise
-            finish_candidate(source, hyp, outcome, ticket)
-            del outcome
-            release_memory()
+    frozen = False
+    try:
+        with source.progress():
+            while True:
+                step = source.next_candidate()
+                if step == STOP:
+                    break
+                if step == WAIT:
+                    time.sleep(poll_s)
+                    continue
+                hyp, ticket = step
+                try:
+                    reporter = RungReporter(source.judge, ticket, hyp) if source.judge else None
+                    outcome = train_candidate(train_fn, dict(hyp), source.candidate_opt(ticket), device, reporter,
+                                              cache)
+                except BaseException:
+                    source.release(ticket)
+                    raise
+                finish_candidate(source, hyp, outcome, ticket)
+                del outcome
+                release_memory()
+                if not frozen:  # loaded now (modules, the cache the first candidate filled) stays to the end
+                    frozen = freeze_loaded_objects()
+    finally:
+        if frozen:
+            thaw_objects()  # the caller's later collections walk everything again
 
 
 def run_evolution(opt, device, train_fn, poll_s=5.0):

@@ -6,7 +6,6 @@ utils/hyp.py and the DDP wrapper in utils/distributed.py."""
 
 import os
 import random
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -72,24 +71,11 @@ def init_seeds(seed=0, deterministic=False):
     torch.manual_seed(seed)
     torch.cuda.manual_seed_all(seed)
     if deterministic:
-        use_deterministic_algorithms()
+        torch.use_deterministic_algorithms(True, warn_only=True)  # warn, not fail, on ops with no such version
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
         os.environ["CUBLAS_WORKSPACE_CONFIG"] = ":4096:8"
         os.environ["PYTHONHASHSEED"] = str(seed)
-
-
-def use_deterministic_algorithms():
-    """torch.use_deterministic_algorithms(True, warn_only=True): warn, not fail, on ops with no such version.
-
-    torch's function also imports torch._inductor (about 1.7 s, most of a training start-up's import time) only to
-    set inductor's own flag; unless inductor is already loaded, the flag is set in torch's core alone, and
-    CompiledForward passes it on to inductor when --compile loads it.
-    """
-    if "torch._inductor" in sys.modules or not hasattr(torch._C, "_set_deterministic_algorithms"):
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    else:
-        torch._C._set_deterministic_algorithms(True, warn_only=True)
 
 
 def build_model(opt, hyp, nc, device, resume=False, cache=None):
@@ -194,8 +180,6 @@ class CompiledForward:
 
     def __init__(self, model):
         self.model = model
-        if torch.are_deterministic_algorithms_enabled():  # init_seeds set it without loading inductor
-            torch.use_deterministic_algorithms(True, warn_only=torch.is_deterministic_algorithms_warn_only_enabled())
         self.compiled = torch.compile(model)
 
     def __call__(self, images):
