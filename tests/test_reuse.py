@@ -78,7 +78,6 @@ def test_cached_model_is_a_copy_and_leaves_the_random_state_of_a_fresh_build():
     assert len(cache.models) == 1
 
 
-@pytest.mark.slow
 @pytest.fixture
 def one_thread(monkeypatch):
     """Training on one intra-op thread, with ThreadTuners that have no other count to try."""
@@ -89,6 +88,7 @@ def one_thread(monkeypatch):
     torch.set_num_threads(threads)
 
 
+@pytest.mark.slow
 def test_candidates_with_the_cache_train_exactly_as_without(tmp_path, one_thread):
     """Two candidates trained through one TrainingCache (the second reusing the datasets, model and val batches the
     first built) give the very results each gives trained alone, at the same thread count: the count a ThreadTuner
