@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from utils.evolve.meta import METRIC_KEYS, fitness
-from utils.evolve.plots import DPI, density, plot_evolve
+from utils.evolve.meta import METRIC_KEYS
+from utils.evolve.plots import DPI, density, draw_panels, figure_size, plot_evolve
 from utils.evolve.store import EvolveStore
 
 
@@ -23,28 +23,14 @@ def write_evolve_csv(folder, hyp_count, rows, seed=0):
     return store.csv
 
 
-def reference_pixels(evolve_csv, columns=5):
-    """evolve.png's pixels as plot_evolve drew them before its speed-ups (frozen copy): a tight_layout=True figure,
-    which savefig lays out in a draw of its own, saved at 200 dpi with PNG's default compression."""
+def reference_pixels(evolve_csv):
+    """evolve.png's pixels as plot_evolve saved them before its speed-ups: the same panels on a tight_layout=True
+    figure, which savefig lays out in a draw of its own, saved at 200 dpi with PNG's default compression."""
     from matplotlib.figure import Figure
 
     keys, values = EvolveStore(evolve_csv.parent).read()
-    metric_count = len(METRIC_KEYS)
-    scores = fitness(values[:, :metric_count])
-    best = int(np.argmax(scores))
-    hyp_keys = keys[metric_count:]
-    fig = Figure(figsize=(2 * columns, 2 * max(1, math.ceil(len(hyp_keys) / columns))), tight_layout=True)
-    for i, ax in enumerate(fig.subplots(max(1, math.ceil(len(hyp_keys) / columns)), columns, squeeze=False).ravel()):
-        if i >= len(hyp_keys):
-            ax.axis("off")
-            continue
-        key, column = hyp_keys[i], values[:, metric_count + i]
-        ax.scatter(column, scores, c=density(column, scores), cmap="viridis", alpha=0.8, edgecolors="none", s=12)
-        ax.plot(column[best], scores[best], "k+", markersize=15)
-        ax.set_title(f"{key} = {column[best]:.3g}", fontsize=9)
-        ax.tick_params(labelsize=7)
-        if i % columns:
-            ax.set_yticklabels([])
+    fig = Figure(figsize=figure_size(keys), tight_layout=True)
+    draw_panels(fig, keys, values)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=200)
     return np.asarray(Image.open(buffer))

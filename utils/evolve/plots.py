@@ -29,26 +29,15 @@ def density(x, y, bins=20):
     return np.log1p(counts[ix, iy])
 
 
-def plot_evolve(evolve_csv, columns=5):
-    """Draw evolve.png beside `evolve_csv` (replaced atomically) and log the best row's hyps; returns its path."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure  # no pyplot: the process's backend and open figures stay untouched
-    from matplotlib.layout_engine import TightLayoutEngine
-
-    evolve_csv = Path(evolve_csv)
-    keys, values = EvolveStore(evolve_csv.parent).read()
-    if not len(values):
-        raise ValueError(f"{evolve_csv} has no rows to plot")
+def draw_panels(fig, keys, values, columns=5):
+    """One panel per hyp of evolve.csv's (keys, values) on `fig`: fitness against the hyp, coloured by density, the
+    best row marked. Returns the best row's index."""
     metric_count = len(METRIC_KEYS)
     scores = fitness(values[:, :metric_count])
     best = int(np.argmax(scores))
     hyp_keys = keys[metric_count:]
     rows = max(1, math.ceil(len(hyp_keys) / columns))
-    fig = Figure(figsize=(2 * columns, 2 * rows), dpi=DPI)
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(rows, columns, squeeze=False)
-    LOGGER.info(f"Best results from row {best} of {evolve_csv}:")
-    for i, ax in enumerate(axes.ravel()):
+    for i, ax in enumerate(fig.subplots(rows, columns, squeeze=False).ravel()):
         if i >= len(hyp_keys):
             ax.axis("off")
             continue
@@ -59,7 +48,30 @@ def plot_evolve(evolve_csv, columns=5):
         ax.tick_params(labelsize=7)
         if i % columns:
             ax.set_yticklabels([])
-        LOGGER.info(f"{key:>15}: {column[best]:.3g}")
+    return best
+
+
+def figure_size(keys, columns=5):
+    """evolve.png's (width, height) in inches: 2 per panel, `columns` panels a row."""
+    return 2 * columns, 2 * max(1, math.ceil((len(keys) - len(METRIC_KEYS)) / columns))
+
+
+def plot_evolve(evolve_csv, columns=5):
+    """Draw evolve.png beside `evolve_csv` (replaced atomically) and log the best row's hyps; returns its path."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure  # no pyplot: the process's backend and open figures stay untouched
+    from matplotlib.layout_engine import TightLayoutEngine
+
+    evolve_csv = Path(evolve_csv)
+    keys, values = EvolveStore(evolve_csv.parent).read()
+    if not len(values):
+        raise ValueError(f"{evolve_csv} has no rows to plot")
+    fig = Figure(figsize=figure_size(keys, columns), dpi=DPI)
+    FigureCanvasAgg(fig)
+    best = draw_panels(fig, keys, values, columns)
+    LOGGER.info(f"Best results from row {best} of {evolve_csv}:")
+    for key, value in zip(keys[len(METRIC_KEYS):], values[best, len(METRIC_KEYS):]):
+        LOGGER.info(f"{key:>15}: {value:.3g}")
     # tight_layout=True would have savefig lay out in a draw of its own before the real one: lay out once, here, at
     # the saving dpi (the layout measures text in pixels, and the figure is drawn at DPI)
     TightLayoutEngine().execute(fig)
