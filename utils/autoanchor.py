@@ -185,9 +185,9 @@ class _FitnessBound:
     fitness(k) is the float32 mean over boxes of best * (best > thr), best being the box's best ratio over anchors.
     Here best = exp(allowance - min over anchors of max |log box size - log anchor size|): the allowance covers the
     float32 rounding of these logs and their differences, plus 2**-20 for fitness's own rounding of each ratio (two
-    roundings: 2**-23 relative at most), so no box's best is below fitness's. `scale` adds the rounding of a float32 sum of n terms in any order
-    ((n - 1) ulp of the sum at most), of the mean's division, and of this float64 sum. So fitness can exceed a value
-    only if this bound does.
+    roundings: 2**-23 relative at most), so no box's best is below fitness's. `scale` adds the rounding of a float32
+    sum of n terms in any order ((n - 1) ulp of the sum at most), of the mean's division, and of this float64 sum. So
+    fitness can exceed a value only if this bound does.
     """
 
     def __init__(self, wh, thr, anchors):  # wh: (0 < n < SCREENED_BOXES_MAX, 2) float32 box sizes
