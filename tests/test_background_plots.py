@@ -1,5 +1,6 @@
 """BackgroundPlots: drawings run off the caller's thread, in order, all done when the block ends; errors surface."""
 
+import multiprocessing
 import os
 import threading
 import time
@@ -84,6 +85,17 @@ def test_a_forked_drawing_error_is_raised_at_exit(fail, error, message):
     with pytest.raises(error, match=message):
         with BackgroundPlots() as drawer:
             drawer.submit_forked(fail)
+
+
+@pytest.mark.skipif(not CAN_FORK, reason="forked drawing is Linux-only")
+def test_a_drawing_that_cannot_fork_is_drawn_on_the_thread(tmp_path, monkeypatch):
+    def no_fork(self):
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(multiprocessing.get_context("fork").Process, "start", no_fork)
+    with BackgroundPlots() as drawer:
+        drawer.submit_forked(lambda: (tmp_path / "drawn").write_text(str(os.getpid())))
+    assert int((tmp_path / "drawn").read_text()) == os.getpid()
 
 
 def test_forked_drawing_disabled_draws_nothing(tmp_path):

@@ -86,7 +86,11 @@ class BackgroundPlots:
             self.submit(fn, *args, **kwargs)
             return
         wait_for(self._pending)
-        self._pending.append(_ForkedDrawing(fn, args, kwargs))
+        try:
+            self._pending.append(_ForkedDrawing(fn, args, kwargs))
+        except OSError as e:  # no process to be had (memory, process limits): draw on the thread instead
+            LOGGER.debug(f"forking a drawing failed ({e}): drawing it on the plotting thread")
+            self.submit(fn, *args, **kwargs)
 
     def wait(self):
         """Block until every submitted drawing is done; raise the first error one of them raised."""
