@@ -120,7 +120,7 @@ def train(hyp, opt, device, callbacks=None, cache=None):
         warmup_iters=warmup_iterations(scaled_hyp["warmup_epochs"], len(train_loader)))
     runner = EpochRunner(forward, model, optimizer, ema, compute_loss, precision, settings, lf, device,
                          on_batch_end=_batch_end_hook(save_dir, names, plots, callbacks),
-                         threads=cache.threads() if cache is not None and precision.tune_cpu else None)
+                         threads=cache.threads if cache is not None else None)
     LOGGER.info(f"Image sizes {imgsz} train, {getattr(opt, 'val_imgsz', None) or imgsz} val\n"
                 f"Using {train_loader.num_workers * WORLD_SIZE} dataloader workers\n"
                 f"Logging results to {colorstr('bold', save_dir)}\nStarting training for {epochs} epochs...")

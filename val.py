@@ -273,7 +273,7 @@ def run(
         loss, timers = _validate_batches(setup, nms, statistics, outputs, compute_loss, augment, save_hybrid,
                                          single_cls)
         if plots:
-            drawer.submit_forked(plot_confusion_matrix, statistics.confusion_matrix.matrix, num_classes,
+            drawer.submit_forked(plot_confusion_matrix, statistics.confusion_matrix.matrix.copy(), num_classes,
                                  save_dir=save_dir, names=list(names.values()))
         metrics = statistics.class_metrics(num_classes, names, plot=plots, save_dir=save_dir, draw=drawer.submit)
         seen = statistics.images_seen

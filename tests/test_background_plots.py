@@ -88,6 +88,14 @@ def test_a_forked_drawing_error_is_raised_at_exit(fail, error, message):
 
 
 @pytest.mark.skipif(not CAN_FORK, reason="forked drawing is Linux-only")
+def test_two_forked_drawings_in_one_block(tmp_path):
+    with BackgroundPlots() as drawer:
+        drawer.submit_forked((tmp_path / "first").write_text, "drawn")
+        drawer.submit_forked((tmp_path / "second").write_text, "drawn")
+    assert (tmp_path / "first").read_text() == (tmp_path / "second").read_text() == "drawn"
+
+
+@pytest.mark.skipif(not CAN_FORK, reason="forked drawing is Linux-only")
 def test_a_drawing_that_cannot_fork_is_drawn_on_the_thread(tmp_path, monkeypatch):
     def no_fork(self):
         raise OSError(12, "Cannot allocate memory")

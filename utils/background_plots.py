@@ -12,7 +12,7 @@ process instead, on another core (Linux; elsewhere it joins the thread's queue).
 
 import multiprocessing
 import sys
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for
 
 from utils.log import LOGGER
@@ -85,7 +85,7 @@ class BackgroundPlots:
         if not CAN_FORK:
             self.submit(fn, *args, **kwargs)
             return
-        wait_for(self._pending)
+        wait_for([p for p in self._pending if isinstance(p, Future)])  # the thread's; earlier forks draw apart
         try:
             self._pending.append(_ForkedDrawing(fn, args, kwargs))
         except OSError as e:  # no process to be had (memory, process limits): draw on the thread instead

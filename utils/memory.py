@@ -38,10 +38,9 @@ def freeze_loaded_objects():
     For a loop of trainings, called once after the first has been released: the modules and caches loaded by then
     (torch alone is about 240k objects) would be walked again by every full collection (release_memory() after each
     training), 0.1-0.2 s each time. Frozen objects are still freed by reference counting, but not as part of a cycle:
-    freeze what lives as long as the loop, right after a collection, and thaw_objects() after the loop. Returns True.
+    freeze what lives as long as the loop, right after a collection, and thaw_objects() after the loop.
     """
     gc.freeze()
-    return True
 
 
 def thaw_objects():

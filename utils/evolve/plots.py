@@ -36,8 +36,7 @@ def draw_panels(fig, keys, values, columns=5):
     scores = fitness(values[:, :metric_count])
     best = int(np.argmax(scores))
     hyp_keys = keys[metric_count:]
-    rows = max(1, math.ceil(len(hyp_keys) / columns))
-    for i, ax in enumerate(fig.subplots(rows, columns, squeeze=False).ravel()):
+    for i, ax in enumerate(fig.subplots(_grid_rows(keys, columns), columns, squeeze=False).ravel()):
         if i >= len(hyp_keys):
             ax.axis("off")
             continue
@@ -51,9 +50,14 @@ def draw_panels(fig, keys, values, columns=5):
     return best
 
 
+def _grid_rows(keys, columns):
+    """Rows of panels for evolve.csv's keys: one panel per hyp, `columns` a row."""
+    return max(1, math.ceil((len(keys) - len(METRIC_KEYS)) / columns))
+
+
 def figure_size(keys, columns=5):
     """evolve.png's (width, height) in inches: 2 per panel, `columns` panels a row."""
-    return 2 * columns, 2 * max(1, math.ceil((len(keys) - len(METRIC_KEYS)) / columns))
+    return 2 * columns, 2 * _grid_rows(keys, columns)
 
 
 def plot_evolve(evolve_csv, columns=5):

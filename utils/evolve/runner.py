@@ -245,7 +245,8 @@ def run_local(source, device, train_fn, poll_s, cache):
                 del outcome
                 release_memory()
                 if not frozen:  # loaded now (modules, the cache the first candidate filled) stays to the end
-                    frozen = freeze_loaded_objects()
+                    freeze_loaded_objects()
+                    frozen = True
     finally:
         if frozen:
             thaw_objects()  # the caller's later collections walk everything again

@@ -99,8 +99,9 @@ class EpochRunner:
     forward: the callable for the training forward (the model, its DDP/DP wrapper or a compiled version);
     model: the same network, for clipping gradients; ema: ModelEMA in the main process, else None;
     settings: EpochSettings; lr_lambda: the LR factor of an epoch, which warmup ramps to;
-    on_batch_end: optional f(epoch, batch index, iteration, images, targets, paths); threads: a ThreadTuner to go on
-    with (e.g. the previous training's in this process, reuse.TrainingCache.threads()), else a new one.
+    on_batch_end: optional f(epoch, batch index, iteration, images, targets, paths); threads: what makes the
+    ThreadTuner when the precision tunes the CPU (reuse.TrainingCache.threads hands out its process's one; default: a
+    new one).
     """
 
     def __init__(self, forward, model, optimizer, ema, compute_loss, precision, settings, lr_lambda, device,
@@ -109,7 +110,7 @@ class EpochRunner:
         self.compute_loss, self.precision, self.settings = compute_loss, precision, settings
         self.lr_lambda, self.device, self.on_batch_end = lr_lambda, device, on_batch_end
         self.scaler = precision.grad_scaler()
-        self.threads = (threads or ThreadTuner()) if precision.tune_cpu else None
+        self.threads = (threads or ThreadTuner)() if precision.tune_cpu else None
         if precision.tune_cpu:
             retain_freed_memory()
         self.last_opt_step = -1
